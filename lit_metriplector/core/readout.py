@@ -1,0 +1,64 @@
+"""Readout: the stress-energy tensor ``T^{mu nu}`` of the fields (DESIGN.md §2.5).
+
+Site-centred, per field, signature ``(+, -, ...)``. ``<.>`` averages edge quantities onto sites
+(each edge gives half to each endpoint, so ``sum_x T^00_x = H`` exactly)::
+
+    T^00 = pi^2/2 + <kappa (d phi)^2>/2 + V                    energy density
+    T^0i = -pi <d_i phi>                                       momentum density
+    T^ii = <kappa (d_i phi)^2> - L,   L = pi^2/2 - <kappa (d phi)^2>/2 - V
+    T^ij = (<kappa d_i phi><d_j phi> + <d_i phi><kappa d_j phi>)/2    (i != j)
+
+Off-diagonal stresses pair the site averages of two directions (edges of different directions do
+not meet); the symmetrised product keeps ``T`` quadratic, symmetric and local.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .system import System
+
+
+def stress_energy_components(dim: int) -> list[str]:
+    """Names of the components ``stress_energy`` returns for a lattice of dimension ``dim``."""
+    if dim == 0:
+        return ["T00", "L"]
+    names = ["T00"] + [f"T0{i + 1}" for i in range(dim)]
+    names += [f"T{i + 1}{j + 1}" for i in range(dim) for j in range(i, dim)]
+    return names
+
+
+def stress_energy(system: System, phi: Tensor, pi: Tensor | None = None) -> Tensor:
+    """``T^{mu nu}`` per site and field: ``(B, C, K, *sites)``, components in the order of
+    ``stress_energy_components`` (grid: 6, chain: 3, dense graph: ``T^00`` and ``L``)."""
+    lattice = system.lattice
+    kinetic = torch.zeros_like(phi) if pi is None else 0.5 * pi**2
+    grad = lattice.grad(phi)
+    gradient = lattice.edge_to_site(system.gradient_energy(phi))  # <kappa (d phi)^2> / 2
+    potential = system.potential(phi)
+    t00 = kinetic + gradient + potential
+    lagrangian = kinetic - gradient - potential
+    if lattice.dim == 0:
+        return torch.stack([t00, lagrangian], dim=2)
+    d_phi = lattice.directional_average(grad)  # <d_i phi>, (B, C, dim, *sites)
+    kd_phi = lattice.directional_average(system.kappa * grad)  # <kappa d_i phi>
+    kd2_phi = lattice.directional_average(system.kappa * grad**2)  # <kappa (d_i phi)^2>
+    momentum = [
+        -(torch.zeros_like(phi) if pi is None else pi) * d_phi[:, :, i] for i in range(lattice.dim)
+    ]
+    stress = []
+    for i in range(lattice.dim):
+        for j in range(i, lattice.dim):
+            if i == j:
+                stress.append(kd2_phi[:, :, i] - lagrangian)
+            else:
+                pair = kd_phi[:, :, i] * d_phi[:, :, j] + d_phi[:, :, i] * kd_phi[:, :, j]
+                stress.append(0.5 * pair)
+    return torch.stack([t00, *momentum, *stress], dim=2)
+
+
+def noether_charges(t: Tensor) -> Tensor:
+    """Spatial sums of ``T`` per field and component (total energy, momentum, stress):
+    ``(B, C, K)``. Global tasks read these; ``T^00`` sums to ``H``."""
+    return t.flatten(3).sum(-1)

@@ -1,0 +1,207 @@
+"""Equilibrium of the dissipative branch: ``A phi = source`` by preconditioned conjugate gradient.
+
+For ``quartic = 0`` the gradient flow ``dphi/dt = -Gamma h`` relaxes to the screened Poisson
+equation ``A phi = rho`` with ``A = -div(kappa grad) + mass2 + W``. ``solve`` finds it directly
+and differentiates it implicitly: the backward pass solves the adjoint system ``A lam = dl/dphi``
+with the same solver, then
+
+    dl/drho = lam,  dl/dkappa_e = -(grad_e lam)(grad_e phi),  dl/dmass2 = -lam phi,
+    dl/dW = -sum_x lam_x phi_x^T,
+
+so memory does not grow with the number of iterations.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .preconditioners import Preconditioner, make_preconditioner
+from .system import System, ledger_dtype
+
+Operator = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class SolveInfo:
+    """Per-sample outcome of a solve: iterations, final relative residual, convergence."""
+
+    iterations: Tensor
+    residual: Tensor
+    converged: Tensor
+
+    def merge(self, other: SolveInfo) -> SolveInfo:
+        """Worst case of two solves (e.g. forward and adjoint)."""
+        return SolveInfo(
+            torch.maximum(self.iterations, other.iterations),
+            torch.maximum(self.residual, other.residual),
+            self.converged & other.converged,
+        )
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).flatten(1).sum(1)
+
+
+def _per_sample(v: Tensor, like: Tensor) -> Tensor:
+    return v.view(-1, *[1] * (like.dim() - 1))
+
+
+def default_max_iter(system: System) -> int:
+    """Iteration cap: CG needs about as many iterations as the lattice is wide."""
+    return max(100, 50 * (system.lattice.diameter + 1))
+
+
+def conjugate_gradient(
+    operator: Operator,
+    b: Tensor,
+    precondition: Operator | None = None,
+    x0: Tensor | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+) -> tuple[Tensor, SolveInfo]:
+    """Batched preconditioned CG for a symmetric PSD ``operator`` on ``(B, ...)`` tensors.
+
+    Each sample stops on its own at ``||r|| <= tol ||b||`` (its updates are masked to zero), the
+    loop ends when all have. Written without in-place updates, so autograd can also backpropagate
+    through the unrolled iterations (the reference the implicit gradient is tested against).
+
+    Returns:
+        ``x`` and a ``SolveInfo`` with the *true* relative residual ``||b - A x|| / ||b||``.
+    """
+    precondition = precondition or (lambda r: r)
+    x = torch.zeros_like(b) if x0 is None else x0
+    r = b if x0 is None else b - operator(x)
+    b_norm = b.flatten(1).norm(dim=1)
+    target = tol * b_norm
+    z = precondition(r)
+    p, rz = z, _dot(r, z)
+    done = r.flatten(1).norm(dim=1) <= target
+    iterations = torch.zeros_like(b_norm, dtype=torch.long)
+    for _ in range(max_iter):
+        if bool(done.all()):
+            break
+        ap = operator(p)
+        pap = _dot(p, ap)
+        alpha = torch.where(done | (pap <= 0), 0.0, rz / torch.where(done | (pap <= 0), 1.0, pap))
+        x = x + _per_sample(alpha, x) * p
+        r = r - _per_sample(alpha, r) * ap
+        iterations = iterations + (~done).long()
+        done = done | (r.flatten(1).norm(dim=1) <= target)
+        z = precondition(r)
+        rz_new = _dot(r, z)
+        beta = torch.where(done, 0.0, rz_new / torch.where(done | (rz == 0), 1.0, rz))
+        p = z + _per_sample(beta, p) * p
+        rz = rz_new
+    with torch.no_grad():
+        true_r = (b - operator(x)).flatten(1).norm(dim=1)
+        residual = true_r / torch.where(b_norm > 0, b_norm, 1.0)
+    return x, SolveInfo(iterations, residual, done)
+
+
+@dataclass(frozen=True)
+class CGOptions:
+    """Settings of a solve.
+
+    Args:
+        tol: relative residual at which a sample stops.
+        max_iter: iteration cap; ``None`` scales it with the lattice (``default_max_iter``).
+        preconditioner: ``"none"`` (plain CG) or ``"jacobi"`` (diagonal of ``A``).
+        dtype: precision of the solve; low-precision inputs (bf16/fp16) are promoted to it.
+    """
+
+    tol: float = 1e-6
+    max_iter: int | None = None
+    preconditioner: Literal["none", "jacobi"] = "jacobi"
+    dtype: torch.dtype = torch.float32
+
+
+def _pcg(system: System, b: Tensor, options: CGOptions, x0: Tensor | None) -> tuple:
+    pre: Preconditioner = make_preconditioner(options.preconditioner, system, b)
+    max_iter = options.max_iter or default_max_iter(system)
+    return conjugate_gradient(system.operator, b, pre, x0, options.tol, max_iter)
+
+
+def _warn_unconverged(info: SolveInfo, what: str) -> None:
+    if not bool(info.converged.all()):
+        bad = int((~info.converged).sum())
+        warnings.warn(
+            f"CG {what} did not converge for {bad}/{info.converged.numel()} samples after "
+            f"{int(info.iterations.max())} iterations (worst relative residual "
+            f"{float(info.residual.max()):.2e}); raise max_iter or use a stronger preconditioner",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+class _ImplicitSolve(torch.autograd.Function):
+    """``phi = A(kappa, mass2, W)^-1 source`` with the adjoint-method backward."""
+
+    @staticmethod
+    def forward(ctx, kappa, mass2, source, coupling, x0, lattice, options):
+        system = System(lattice, kappa, mass2=mass2, coupling=coupling)
+        phi, info = _pcg(system, source, options, x0)
+        _warn_unconverged(info, "solve")
+        ctx.lattice, ctx.options, ctx.source_shape = lattice, options, source.shape
+        ctx.save_for_backward(kappa, mass2, coupling, phi)
+        ctx.mark_non_differentiable(info.iterations, info.residual, info.converged)
+        return phi, info.iterations, info.residual, info.converged
+
+    @staticmethod
+    def backward(ctx, grad_phi, *_):
+        kappa, mass2, coupling, phi = ctx.saved_tensors
+        lattice = ctx.lattice
+        system = System(lattice, kappa, mass2=mass2, coupling=coupling)
+        lam, info = _pcg(system, grad_phi.to(phi.dtype), ctx.options, None)
+        _warn_unconverged(info, "adjoint solve")
+        grads = [None] * 7
+        if ctx.needs_input_grad[0]:
+            grads[0] = (-lattice.grad(lam) * lattice.grad(phi)).sum_to_size(kappa.shape)
+        if ctx.needs_input_grad[1]:
+            grads[1] = (-lam * phi).sum_to_size(mass2.shape)
+        if ctx.needs_input_grad[2]:
+            grads[2] = lam.sum_to_size(ctx.source_shape)
+        if ctx.needs_input_grad[3]:
+            grads[3] = -torch.einsum("na...,nb...->ab", lam, phi)
+        return tuple(grads)
+
+
+def solve(
+    system: System, options: CGOptions | None = None, x0: Tensor | None = None
+) -> tuple[Tensor, SolveInfo]:
+    """Equilibrium ``phi* = A^-1 source`` of a linear dissipative system, differentiable.
+
+    Gradients reach ``kappa``, ``mass2``, ``source`` and ``coupling`` through the adjoint solve.
+    The solve runs in ``options.dtype`` (float32 by default) even under bf16 autocast; the result
+    is returned in that precision.
+
+    Returns:
+        ``phi*`` and the per-sample ``SolveInfo`` of the forward solve.
+    """
+    if not system.is_linear:
+        raise ValueError("solve() needs quartic == 0; integrate the gradient flow instead")
+    if system.source is None:
+        raise ValueError("solve() needs a source: with none the equilibrium is phi = 0")
+    options = options or CGOptions()
+    dtype = torch.promote_types(options.dtype, ledger_dtype(system.source.dtype))
+
+    def cast(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(dtype)
+
+    device_type = system.source.device.type
+    with torch.autocast(device_type=device_type, enabled=False):
+        phi, iterations, residual, converged = _ImplicitSolve.apply(
+            cast(system.kappa),
+            cast(system.mass2),
+            cast(system.source),
+            cast(system.coupling),
+            None if x0 is None else cast(x0.detach()),
+            system.lattice,
+            options,
+        )
+    return phi, SolveInfo(iterations, residual, converged)
