@@ -36,10 +36,13 @@ def pointwise(linear: nn.Linear, h: Tensor) -> Tensor:
 
 @dataclass
 class RolloutReport:
-    """What the evolution did, for monitors. ``entropy_produced`` is the total ``Delta S`` per
-    sample; ``ledger`` holds per-step ledgers (integrators); ``solve`` the CG outcome."""
+    """What the evolution did, for monitors and images. ``entropy_produced`` is the total
+    ``Delta S`` per sample; ``ledger`` holds per-step ledgers (integrators); ``solve`` the CG
+    outcome; ``system`` and ``state`` the configured system and the final state."""
 
     entropy_produced: Tensor
+    system: System
+    state: State
     ledger: Diagnostics | None = None
     solve: SolveInfo | None = None
 
@@ -56,7 +59,7 @@ class MetriplectorLayer(nn.Module):
         branch: physics branch for integrators: ``"dissipative"`` (gradient flow),
             ``"hamiltonian"`` (conservative waves) or ``"full"`` (both).
         steps: integrator steps per forward pass.
-        edge_rank: rank of the bilinear edge head (0: conductance from endpoint sums only).
+        edge_rank: rank of the pair factor of the conductance (0: site conductivities only).
         coupling: learn the channel coupling ``W = A^T A``.
         quartic: learn a quartic self-interaction (integrators only).
         rotation: learn the skew channel rotation ``G`` (hamiltonian / full branches).
@@ -64,6 +67,10 @@ class MetriplectorLayer(nn.Module):
         max_iter: CG iteration cap (``None``: scales with the lattice).
         preconditioner: CG preconditioner.
         readout: transform of ``T`` before the projection; ``"asinh"`` tames its scale.
+        mass2_init: initial bias of the screening head; ``softplus(-6) = 2.5e-3`` gives a
+            screening length of about 20 sites.
+        external_source: the sources are given to ``forward`` (e.g. configured straight from
+            the input) instead of read from the features.
     """
 
     def __init__(
@@ -82,6 +89,8 @@ class MetriplectorLayer(nn.Module):
         max_iter: int | None = None,
         preconditioner: Literal["none", "jacobi"] = "jacobi",
         readout: Literal["linear", "asinh"] = "asinh",
+        mass2_init: float = -6.0,
+        external_source: bool = False,
     ) -> None:
         super().__init__()
         if solver == "cg" and (branch != "dissipative" or quartic):
@@ -95,7 +104,9 @@ class MetriplectorLayer(nn.Module):
         momenta = solver != "cg" and branch != "dissipative"
         friction = momenta and branch == "full"
         mobility = solver != "cg" and branch != "hamiltonian"
-        heads = {"kappa": fields * (1 + edge_rank), "mass2": fields, "source": fields}
+        heads = {"kappa": fields * (1 + edge_rank), "mass2": fields}
+        if not external_source:
+            heads["source"] = fields
         if solver != "cg":
             heads["phi0"] = fields
         if friction:
@@ -104,6 +115,8 @@ class MetriplectorLayer(nn.Module):
             heads["mobility"] = fields
         self.head_sizes = heads
         self.heads = nn.Linear(features, sum(heads.values()))
+        with torch.no_grad():  # start weakly screened: information must travel far from the start
+            self._head_bias("mass2").fill_(mass2_init)
         self.coupling = nn.Parameter(0.1 * torch.randn(fields, fields)) if coupling else None
         self.quartic = nn.Parameter(torch.tensor(-2.0)) if quartic else None
         self.rotation = nn.Parameter(0.1 * torch.randn(fields, fields)) if rotation else None
@@ -114,12 +127,39 @@ class MetriplectorLayer(nn.Module):
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
 
+    def _head_bias(self, name: str) -> Tensor:
+        start = 0
+        for key, size in self.head_sizes.items():
+            if key == name:
+                return self.heads.bias[start : start + size]
+            start += size
+        raise KeyError(name)
+
     @property
     def dt(self) -> Tensor:
         return self.log_dt.exp()
 
-    def configure(self, h: Tensor, lattice: Lattice) -> tuple[System, State]:
-        """Heads turn features ``(B, D, *sites)`` into a system and an initial state."""
+    def conductance(self, raw: Tensor, lattice: Lattice) -> Tensor:
+        """``kappa_e = k_tail k_head [2 sigmoid(q_tail . q_head / sqrt(r))]``: each site has a
+        conductivity ``k = softplus(u)`` and an edge conducts only if both ends do. An insulating
+        site is then isolated from all its neighbours, walls included, rather than forming a
+        weakly attached network of its own (whose near-zero modes would stall CG); the optional
+        rank-``r`` pair factor lets dense graphs learn which pairs interact."""
+        c, r = self.fields, self.edge_rank
+        k_tail, k_head = lattice.endpoints(F.softplus(raw[:, :c]))
+        kappa = k_tail * k_head
+        if r:
+            q_tail, q_head = lattice.endpoints(raw[:, c:].unflatten(1, (c, r)))
+            kappa = kappa * 2 * torch.sigmoid((q_tail * q_head).sum(2) / math.sqrt(r))
+        return kappa
+
+    def configure(
+        self, h: Tensor, lattice: Lattice, source: Tensor | None = None
+    ) -> tuple[System, State]:
+        """Heads turn features ``(B, D, *sites)`` (and the external ``source``, if the layer
+        takes one) into a system and an initial state."""
+        if (source is None) != ("source" in self.head_sizes):
+            raise ValueError("pass source= exactly when the layer has external_source=True")
         raw = dict(
             zip(
                 self.head_sizes,
@@ -127,28 +167,20 @@ class MetriplectorLayer(nn.Module):
                 strict=True,
             )
         )
-        c, r = self.fields, self.edge_rank
-        k = raw["kappa"]
-        u, q = k[:, :c], k[:, c:]
-        u_tail, u_head = lattice.endpoints(u)
-        logits = u_tail + u_head
-        if r:
-            q_tail, q_head = lattice.endpoints(q.unflatten(1, (c, r)))
-            logits = logits + (q_tail * q_head).sum(2) / math.sqrt(r)
-        kappa = F.softplus(logits)
-        coupling = None if self.coupling is None else self.coupling.T @ self.coupling / c
+        kappa = self.conductance(raw["kappa"], lattice)
+        coupling = None if self.coupling is None else self.coupling.T @ self.coupling / self.fields
         system = System(
             lattice,
             kappa,
             mass2=F.softplus(raw["mass2"]),
-            source=raw["source"],
+            source=raw["source"] if source is None else source,
             gamma=F.softplus(raw["gamma"]) if "gamma" in raw else None,
             mobility=F.softplus(raw["mobility"]) if "mobility" in raw else None,
             coupling=coupling,
             quartic=F.softplus(self.quartic) if self.quartic is not None else 0.0,
             rotation=None if self.rotation is None else self.rotation - self.rotation.T,
         )
-        phi0 = raw.get("phi0", torch.zeros_like(raw["source"]))
+        phi0 = raw.get("phi0", torch.zeros_like(raw["mass2"]))
         pi0 = torch.zeros_like(phi0) if self.momenta else None
         s0 = torch.zeros_like(phi0[:, 0])
         return system, State(phi0, pi0, s0)
@@ -165,7 +197,7 @@ class MetriplectorLayer(nn.Module):
             with torch.no_grad():  # Delta S = (H(phi0) - H(phi*)) / T0 in closed form
                 system = system.to(phi.dtype)
                 released = system.hamiltonian(state.phi.to(phi.dtype)) - system.hamiltonian(phi)
-            return final, RolloutReport(released / system.temperature, solve=info)
+            return final, RolloutReport(released / system.temperature, system, final, solve=info)
         final, ledger = rollout(
             system,
             state,
@@ -177,7 +209,8 @@ class MetriplectorLayer(nn.Module):
         )
         if ledger is None:
             return final, None
-        return final, RolloutReport(ledger.entropy[-1] - ledger.entropy[0], ledger=ledger)
+        produced = ledger.entropy[-1] - ledger.entropy[0]
+        return final, RolloutReport(produced, system, final, ledger=ledger)
 
     def read(self, system: System, state: State) -> Tensor:
         """``T^{mu nu}`` per site, flattened over fields and components: ``(B, C*K, *sites)``."""
@@ -185,11 +218,15 @@ class MetriplectorLayer(nn.Module):
         return torch.asinh(t) if self.readout == "asinh" else t
 
     def forward(
-        self, h: Tensor, lattice: Lattice, diagnostics: bool = False
+        self,
+        h: Tensor,
+        lattice: Lattice,
+        source: Tensor | None = None,
+        diagnostics: bool = False,
     ) -> tuple[Tensor, RolloutReport | None]:
         """Residual update ``h + proj(T)``; the report is ``None`` unless ``diagnostics``."""
         if lattice.dim != self.dim:
             raise ValueError(f"layer built for dim={self.dim} lattices, got {lattice}")
-        system, state = self.configure(h, lattice)
+        system, state = self.configure(h, lattice, source)
         state, report = self.evolve(system, state, diagnostics)
         return h + pointwise(self.proj, self.read(system, state)), report

@@ -1,0 +1,8 @@
+"""Callbacks: physics monitors, field images, prediction writers."""
+
+from .images import FieldImageLogger
+from .monitors import EnergyMonitor, EntropyMonitor
+from .probe import ProbeCallback
+from .writers import MazeWriter
+
+__all__ = ["EnergyMonitor", "EntropyMonitor", "FieldImageLogger", "MazeWriter", "ProbeCallback"]

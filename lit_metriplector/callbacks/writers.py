@@ -1,0 +1,55 @@
+"""Prediction writers: what ``predict`` leaves on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from ..datamodules.mazes import decode, render_png, write_mazes_text
+
+
+class MazeWriter(BasePredictionWriter):
+    """Writes each predicted maze as a PNG (prediction against target: extra sites and missed
+    sites coloured) and each batch as a text file with the predicted path marked ``*``.
+
+    Args:
+        output_dir: folder for the files (created if missing).
+        scale: pixels per site in the PNGs.
+    """
+
+    def __init__(self, output_dir: str = "predictions", scale: int = 8) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.scale = scale
+
+    def write_on_batch_end(
+        self,
+        trainer,
+        pl_module,
+        prediction: dict,
+        batch_indices,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        names = getattr(trainer.datamodule, "predict_names", None)
+        name = names[dataloader_idx] if names else f"set{dataloader_idx}"
+        folder = self.output_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        mazes, marks = [], []
+        for i, (x, y, p) in enumerate(
+            zip(
+                prediction["input"].cpu().numpy(),
+                prediction["target"].cpu().numpy(),
+                prediction["probability"].float().cpu().numpy(),
+                strict=True,
+            )
+        ):
+            maze = decode(x)
+            stem = folder / f"{batch_idx:04d}_{i:03d}"
+            render_png(maze.open, maze.start, maze.goal, p, y, self.scale).save(f"{stem}.png")
+            mazes.append(maze)
+            marks.append(p > 0.5)
+        write_mazes_text(folder / f"{batch_idx:04d}.txt", mazes, marks)

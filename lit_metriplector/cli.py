@@ -1,0 +1,39 @@
+"""Command line: ``python -m lit_metriplector fit --config configs/maze.yaml`` (or
+``lit-metriplector``). A ``LightningCLI`` in subclass mode: ``--model`` and ``--data`` take a
+``class_path`` (short names such as ``MazeTask`` work) and ``init_args``."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
+
+DEFAULT_SEED = 1234
+
+
+def _test_names(data: L.LightningDataModule) -> list[str] | None:
+    return getattr(data, "test_names", None)
+
+
+class MetriplectorCLI(LightningCLI):
+    """LightningCLI with the data's decisions linked into the model."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Test sets are named by the data (e.g. "39x39"); metrics are logged per name.
+        parser.link_arguments(
+            "data", "model.init_args.test_names", compute_fn=_test_names, apply_on="instantiate"
+        )
+
+
+def main(args: list[str] | None = None) -> MetriplectorCLI:
+    return MetriplectorCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=DEFAULT_SEED,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "lit-metriplector"},
+        args=args,
+    )

@@ -1,0 +1,153 @@
+"""The shared LightningModule: loss, per-stage torchmetrics, optimizer wiring, predict, and the
+public hook through which callbacks ask for rollout diagnostics.
+
+Tasks subclass ``MetriplectorTask`` and fill in the template methods ``split_batch``,
+``compute_loss`` and ``build_metrics`` (and ``predict_step`` where predictions need more than the
+network output). The network is any ``nn.Module`` whose ``forward(x, diagnostics=False)`` returns
+``(output, reports)``, ``reports`` being a list of ``RolloutReport`` (empty unless asked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from ..core import RolloutReport
+
+STAGES = ("train", "val", "test")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class MetriplectorTask(L.LightningModule):
+    """Base task: the network, its optimizer, metrics per stage and per test set.
+
+    Args:
+        network: the task network (pure torch), e.g. ``MazeNetwork``.
+        optimizer: optimizer factory, called with the parameters.
+        lr_scheduler: optional scheduler factory, stepped every optimizer step.
+        compile: compile the network in place with ``torch.compile`` (the module itself is never
+            compiled: Lightning's logging does not survive it).
+        test_names: names of the test sets, in the order of the test dataloaders; metrics are
+            logged as ``test/<name>/<metric>``. Linked from the DataModule by the CLI.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        compile: bool = False,
+        test_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["network", "optimizer", "lr_scheduler"])
+        self.network = network
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.test_names = list(test_names) if test_names else ["test"]
+        self.train_metrics = self.build_metrics().clone(prefix="train/")
+        self.val_metrics = self.build_metrics().clone(prefix="val/")
+        self.test_metrics = nn.ModuleList(
+            self.build_metrics().clone(prefix=f"test/{name}/") for name in self.test_names
+        )
+
+    # --- template methods ------------------------------------------------------------------
+
+    def build_metrics(self) -> MetricCollection:
+        """The metrics of the task; cloned per stage and per test set."""
+        raise NotImplementedError
+
+    def split_batch(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """``(inputs, target)`` of a batch."""
+        raise NotImplementedError
+
+    def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[RolloutReport]]:
+        return self.network(x, diagnostics=diagnostics)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.network.compile()
+            self._compiled = True
+
+    def on_fit_start(self) -> None:
+        if self.logger is not None:
+            self.logger.log_hyperparams({"parameters": count_parameters(self.network)})
+
+    def _metrics(self, stage: str, dataloader_idx: int) -> MetricCollection:
+        if stage == "test":
+            if dataloader_idx >= len(self.test_metrics):
+                raise IndexError(
+                    f"test dataloader {dataloader_idx} has no name: pass "
+                    f"test_names with one name per test set"
+                )
+            return self.test_metrics[dataloader_idx]
+        return self.train_metrics if stage == "train" else self.val_metrics
+
+    def _shared_step(self, batch: Any, stage: str, dataloader_idx: int = 0) -> Tensor:
+        inputs, target = self.split_batch(batch)
+        output, _ = self(inputs)
+        loss = self.compute_loss(output, target)
+        metrics = self._metrics(stage, dataloader_idx)
+        metrics(output.detach(), target)  # forward, not update: on_step logging needs its value
+        prefix = metrics.prefix
+        on_step = stage == "train"
+        kw = dict(
+            on_step=on_step,
+            on_epoch=True,
+            batch_size=target.shape[0],
+            add_dataloader_idx=False,
+            sync_dist=stage != "train",
+        )
+        self.log(f"{prefix}loss", loss, prog_bar=stage != "test", **kw)
+        self.log_dict(metrics, prog_bar=stage == "val", **{**kw, "sync_dist": False})
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self._shared_step(batch, "val", dataloader_idx)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self._shared_step(batch, "test", dataloader_idx)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        inputs, _ = self.split_batch(batch)
+        return self(inputs)[0]
+
+    @torch.no_grad()
+    def rollout_diagnostics(self, batch: Any) -> list[RolloutReport]:
+        """Run the network on ``batch`` with every diagnostic on (energy and entropy ledgers,
+        CG iterations and residuals, final fields): one report per Metriplector layer. For
+        callbacks; does not touch metrics or the autograd graph."""
+        inputs, _ = self.split_batch(batch)
+        inputs = inputs.to(self.device)
+        training = self.training
+        self.eval()
+        try:
+            return self(inputs, diagnostics=True)[1]
+        finally:
+            self.train(training)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

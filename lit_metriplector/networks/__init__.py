@@ -1,0 +1,5 @@
+"""Task networks in plain torch (no Lightning)."""
+
+from .maze import MazeNetwork
+
+__all__ = ["MazeNetwork"]
