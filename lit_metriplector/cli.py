@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -27,6 +29,8 @@ class MetriplectorCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> MetriplectorCLI:
+    # Lightning 2.6.6 calls a pytree API that torch 2.13 deprecates, once per run; nothing to act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     return MetriplectorCLI(
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,

@@ -2,10 +2,13 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
 from lit_metriplector.datamodules.maze import GeneratedMazes, MazeDataModule
@@ -385,7 +388,10 @@ def test_datamodule_is_deterministic() -> None:
     dm = small()
     dm.setup("fit")
     loader = dm.train_dataloader()
-    epochs = [next(iter(loader))["input"] for _ in range(2)]
+    epochs = []
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)  # as Lightning does before every epoch
+        epochs.append(next(iter(loader))["input"])
     assert not torch.equal(*epochs)  # reshuffled every epoch
 
 
@@ -459,3 +465,117 @@ def test_datamodule_cli_arguments() -> None:
     assert "Cells per side of each generated test set" in parser.format_help()
     with pytest.raises(SystemExit):
         parser.parse_args(["--data.algorithm=prim"])
+
+
+# -----------------------------------------------------------------------------
+# training order and resuming
+
+
+def training_order(dm: MazeDataModule, epoch: int = 0) -> list[int]:
+    """The training set indices of an epoch, as the sampler yields them."""
+    sampler = dm.train_dataloader().sampler
+    sampler.set_epoch(epoch)
+    return list(sampler)
+
+
+def fit_ready(**kwargs: object) -> MazeDataModule:
+    dm = small(**kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def test_training_order_is_a_seeded_shuffle_per_epoch() -> None:
+    dm = fit_ready(train_size=10)
+    epochs = [training_order(dm, epoch) for epoch in range(3)]
+    for order in epochs:
+        assert sorted(order) == list(range(10))  # every maze once
+    assert len({tuple(order) for order in epochs}) == 3  # reshuffled every epoch
+    assert training_order(fit_ready(train_size=10), 2) == epochs[2]  # a function of the epoch
+    assert training_order(fit_ready(train_size=10, seed=1)) != epochs[0]
+
+
+def test_ranks_take_disjoint_strided_shares() -> None:
+    single = training_order(fit_ready(train_size=11))
+    shares = []
+    for rank in range(2):
+        dm = fit_ready(train_size=11)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        shares.append(training_order(dm))
+    assert len(shares[0]) == len(shares[1]) == 5  # equal, so DDP ranks stay in step
+    assert shares[0] == single[0:10:2]
+    assert shares[1] == single[1:10:2]
+
+
+def test_state_dict_without_trainer_resumes_the_shuffle() -> None:
+    dm = fit_ready(train_size=10)
+    assert dm.state_dict() == {"epoch": 0, "samples": 0}
+    resumed = fit_ready(train_size=10)
+    resumed.load_state_dict({"epoch": 1, "samples": 4})
+    assert resumed.state_dict() == {"epoch": 1, "samples": 4}
+    assert training_order(resumed, 1) == training_order(dm, 1)[4:]
+    assert training_order(resumed, 2) == training_order(dm, 2)  # later epochs are whole
+    assert len(resumed.train_dataloader()) == len(dm.train_dataloader())  # epoch length kept
+
+
+class Recorder(L.LightningModule):
+    """One weight trained on the mazes; records the batches it trains on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.batches: list[torch.Tensor] = []
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.batches.append(batch["input"].clone())
+        return (self.weight * batch["target"]).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit_mazes(
+    tmp_path: Path, steps: int, save_at: int | None = None, ckpt_path: str | None = None
+) -> list[torch.Tensor]:
+    """The batches of a `steps`-step run; with save_at, it checkpoints after that step."""
+    # 10 mazes in batches of 4: 3 batches per epoch, the last one short.
+    dm = small(train_size=10)
+    model = Recorder()
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", "{step}", every_n_train_steps=save_at)
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        callbacks=[checkpoint] if save_at else [],
+        enable_checkpointing=bool(save_at),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, dm, ckpt_path=ckpt_path)
+    return model.batches
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> list[torch.Tensor]:
+    return fit_mazes(tmp_path_factory.mktemp("uninterrupted"), 10)
+
+
+# Lightning's advice to use more workers; its warning on resuming mid-epoch from a dataloader
+# without state_dict (the datamodule holds that state); the resumed run's checkpoints joining the
+# first run's; the recorder having no validation_step.
+@pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+@pytest.mark.filterwarnings("ignore:You passed in a `val_dataloader` but have no `validation_step`")
+@pytest.mark.parametrize(
+    "steps", [2, 3, 4], ids=["mid-epoch-0-across", "end-of-epoch-0", "mid-epoch-1-across"]
+)
+def test_resumed_run_sees_the_same_batches(
+    tmp_path: Path, uninterrupted: list[torch.Tensor], steps: int
+) -> None:
+    first = fit_mazes(tmp_path, steps, steps)
+    ckpt = tmp_path / "ckpt" / f"step={steps}.ckpt"
+    resumed = fit_mazes(tmp_path, 2 * steps, steps, ckpt_path=str(ckpt))
+    state = torch.load(ckpt, weights_only=False)["MazeDataModule"]
+    assert state == {"epoch": steps // 3, "samples": steps % 3 * 4}  # 3 batches an epoch
+    assert len(first) == len(resumed) == steps
+    for seen, expected in zip(first + resumed, uninterrupted, strict=False):
+        assert torch.equal(seen, expected)

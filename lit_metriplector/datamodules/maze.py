@@ -2,7 +2,9 @@
 
 Every generated example depends only on (seed, split, cells, index): its numpy SeedSequence is
 built from those four numbers, so all DDP ranks, dataloader workers and reruns see the same
-mazes whatever the global torch/numpy seeds are.
+mazes whatever the global torch/numpy seeds are. The training shuffle depends only on (seed,
+epoch), and the position in it is checkpointed, so a resumed run sees the same batches as an
+uninterrupted one.
 """
 
 import os
@@ -11,10 +13,9 @@ import zlib
 from pathlib import Path
 from typing import get_args
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lit_metriplector.datamodules.mazes import (
     Algorithm,
@@ -23,6 +24,7 @@ from lit_metriplector.datamodules.mazes import (
     read_mazes,
     shortest_path,
 )
+from lit_metriplector.datamodules.sampling import PermutationSampler, ResumableDataModule
 
 # Bump when generation changes, so that stale cache files are not reused.
 GENERATOR_VERSION = 1
@@ -72,7 +74,7 @@ def _file_dataset(path: str) -> StoredMazes:
     return StoredMazes(inputs, targets)
 
 
-class MazeDataModule(L.LightningDataModule):
+class MazeDataModule(ResumableDataModule):
     """Shortest paths through perfect mazes, generated deterministically or read from files.
 
     Batches are {"input": (B, 3, G, G), "target": (B, G, G)} float32 (see mazes.encode); a maze
@@ -83,7 +85,8 @@ class MazeDataModule(L.LightningDataModule):
         train_cells: Cells per side of the training mazes.
         val_cells: Cells per side of the validation mazes.
         test_cells: Cells per side of each generated test set, one test loader each.
-        train_size: Number of training mazes (one epoch).
+        train_size: Number of training mazes; an epoch shuffles them all (cut to a multiple of
+            the number of devices, so that every device takes as many).
         val_size: Number of validation mazes.
         test_size: Number of mazes in each generated test set.
         batch_size: Mazes per batch.
@@ -208,21 +211,17 @@ class MazeDataModule(L.LightningDataModule):
             else:
                 self.predict_sets = [self._generated("predict", hp.predict_cells, hp.predict_size)]
 
-    def _loader(
-        self, dataset: Dataset, shuffle: bool = False, generator: torch.Generator | None = None
-    ) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._loader(self.train_set, shuffle=True, generator=generator)
+        return self._loader(self.train_set, self.train_sampler(PermutationSampler, self.train_set))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

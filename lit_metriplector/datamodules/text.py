@@ -17,13 +17,13 @@ import sys
 import sysconfig
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from typing import IO
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from lit_metriplector.datamodules.sampling import ReplacementSampler, ResumableDataModule
 
 log = logging.getLogger("lit_metriplector")
 
@@ -33,8 +33,6 @@ STDLIB_BYTES = 8 * 2**20
 ENWIK8_BYTES = 100_000_000
 ENWIK8_FRACTIONS = (0.05, 0.05)
 COMPRESSED = (".xz", ".gz", ".zip")
-# Training offsets are drawn this many at a time, from a generator seeded by the block's index.
-OFFSET_BLOCK = 4096
 
 
 def _walk(folder: str, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -195,53 +193,7 @@ class ByteWindows(Dataset):
         self.__init__(**state)
 
 
-class WindowSampler(DistributedSampler):
-    """Random window offsets; global sample i of an epoch depends only on (seed, epoch, i).
-
-    Rank r of world_size takes the global samples r, r + world_size, r + 2 * world_size, ...
-    Subclassing DistributedSampler tells Lightning that the sampler already shards by rank, so
-    Lightning does not wrap it in a second one.
-
-    Args:
-        windows: The training windows; offsets are drawn uniformly from range(len(windows)).
-        samples_per_epoch: Global samples per epoch (cut to a multiple of world_size).
-        seed: Seed of the offsets.
-        rank: This process's rank.
-        world_size: Number of ranks.
-        resume: (epoch, global samples already consumed in that epoch) to skip.
-    """
-
-    def __init__(
-        self,
-        windows: ByteWindows,
-        samples_per_epoch: int,
-        seed: int,
-        rank: int,
-        world_size: int,
-        resume: tuple[int, int] = (0, 0),
-    ) -> None:
-        super().__init__(windows, num_replicas=world_size, rank=rank, seed=seed)
-        # Every rank gets the same number of samples, so DDP ranks run the same number of steps.
-        self.num_samples = samples_per_epoch // world_size
-        self.total_size = self.num_samples * world_size
-        self.resume = resume
-        # The sampler may be iterated before Lightning's first set_epoch call.
-        self.epoch = resume[0]
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = self.epoch
-        resume_epoch, consumed = self.resume
-        first = consumed if epoch == resume_epoch else 0
-        block_index, block = -1, np.empty(0, dtype=np.int64)
-        for i in range(first + self.rank, self.total_size, self.num_replicas):
-            if i // OFFSET_BLOCK != block_index:
-                block_index = i // OFFSET_BLOCK
-                rng = np.random.default_rng((self.seed, epoch, block_index))
-                block = rng.integers(len(self.dataset), size=OFFSET_BLOCK)
-            yield int(block[i % OFFSET_BLOCK])
-
-
-class ByteTextDataModule(L.LightningDataModule):
+class ByteTextDataModule(ResumableDataModule):
     """Byte-level language modelling: batches are LongTensors (B, seq_len + 1) of byte values.
 
     The corpus is `path`, or, if unset, the Python standard library's .py sources (first 8 MiB),
@@ -314,8 +266,6 @@ class ByteTextDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "lit_metriplector_text")
         self.splits: dict[str, ByteWindows] = {}  # filled by setup()
-        # (epoch, global samples consumed in it) where training resumes; see state_dict().
-        self.resume = (0, 0)
 
     def _spans(self) -> tuple[dict[str, tuple[str, int, int]], str]:
         """Each split's (flat file, offset, length), with the flat files built if missing, and a
@@ -401,12 +351,9 @@ class ByteTextDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        trainer = self.trainer
-        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         samples = hp.samples_per_epoch or self.train_bytes // hp.seq_len
         windows = self.splits["train"]
-        sampler = WindowSampler(windows, samples, hp.seed, rank, world_size, self.resume)
-        return self._loader(windows, sampler)
+        return self._loader(windows, self.train_sampler(ReplacementSampler, windows, samples))
 
     def _eval_dataloader(self, split: str, cap: int | None) -> DataLoader | list[DataLoader]:
         if split not in self.splits:
@@ -421,7 +368,7 @@ class ByteTextDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_dataloader("test", self.hparams.test_windows)
 
-    def _loader(self, dataset: Dataset, sampler: WindowSampler | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
@@ -429,25 +376,3 @@ class ByteTextDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
         )
-
-    def state_dict(self) -> dict[str, int]:
-        """Where training resumes: an epoch and the global samples consumed in it.
-
-        Lightning calls this when it saves a checkpoint. The position comes from the trainer's
-        count of batches trained on, not from the sampler, which the DataLoader's prefetching
-        (and its workers) run ahead of training.
-        """
-        trainer = self.trainer
-        if trainer is None:
-            epoch, samples = self.resume
-        else:
-            epoch = trainer.current_epoch
-            batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if batches >= trainer.num_training_batches:  # the epoch is over: resume at the next
-                epoch, batches = epoch + 1, 0
-            samples = batches * self.hparams.batch_size * trainer.world_size
-        return {"epoch": epoch, "samples": samples}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        # Lightning calls this before train_dataloader(), whose sampler starts from here.
-        self.resume = (state_dict["epoch"], state_dict["samples"])

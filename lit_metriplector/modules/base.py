@@ -129,16 +129,16 @@ class MetriplectorTask(L.LightningModule):
         return self(inputs)[0]
 
     @torch.no_grad()
-    def rollout_diagnostics(self, batch: Any) -> list[RolloutReport]:
+    def rollout_diagnostics(self, batch: Any) -> tuple[Tensor, list[RolloutReport]]:
         """Run the network on ``batch`` with every diagnostic on (energy and entropy ledgers,
-        CG iterations and residuals, final fields): one report per Metriplector layer. For
-        callbacks; does not touch metrics or the autograd graph."""
+        CG iterations and residuals, final fields): the output and one report per Metriplector
+        layer. For callbacks; does not touch metrics or the autograd graph."""
         inputs, _ = self.split_batch(batch)
         inputs = inputs.to(self.device)
         training = self.training
         self.eval()
         try:
-            return self(inputs, diagnostics=True)[1]
+            return self(inputs, diagnostics=True)
         finally:
             self.train(training)
 
