@@ -29,7 +29,7 @@ class MetriplectorCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> MetriplectorCLI:
-    # Lightning 2.6.6 calls a pytree API that torch 2.13 deprecates, once per run; nothing to act on.
+    # Lightning 2.6.6 calls a pytree API that torch 2.13 deprecates; nothing for users to act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     return MetriplectorCLI(
         model_class=L.LightningModule,

@@ -61,15 +61,23 @@ def test_print_config(config, overlay, capsys):
 def test_fast_dev_run_fit(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     debug = ROOT / "configs" / "trainer" / "debug.yaml"
-    cli = main(["fit", *tiny(config), "--config", str(debug), "--trainer.enable_progress_bar=false"])
+    cli = main(
+        ["fit", *tiny(config), "--config", str(debug), "--trainer.enable_progress_bar=false"]
+    )
     assert cli.trainer.global_step == 2
     assert cli.trainer.state.finished
 
 
 def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    main(["predict", *tiny(ROOT / "configs" / "maze.yaml"), "--trainer.logger=false",
-          "--trainer.enable_progress_bar=false"])
+    main(
+        [
+            "predict",
+            *tiny(ROOT / "configs" / "maze.yaml"),
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
     out = tmp_path / "predictions" / "maze" / "7x7"
     assert len(list(out.glob("*.png"))) == 4
     text = next(out.glob("*.txt")).read_text()

@@ -123,3 +123,21 @@ def test_solve_rejects_nonlinear_or_sourceless_systems():
         solve(system.replace(quartic=0.5))
     with pytest.raises(ValueError, match="source"):
         solve(system.replace(source=None))
+
+
+def test_unscreened_solve_is_grounded_and_differentiable():
+    """Without mass or coupling A is singular on constants; the solve returns the mean-zero
+    pseudo-inverse solution (net charge removed), and its adjoint gradient is exact."""
+    lattice = Grid2D(4, 4)
+    system = linear_system(lattice, batch=2, fields=1)
+    kappa, source = system.kappa.clone(), system.source.clone()
+
+    def equilibrium(kappa, source):
+        return solve(System(lattice, kappa, source=source), TIGHT)[0]
+
+    phi = equilibrium(kappa, source)
+    neutral = source - source.mean((2, 3), keepdim=True)
+    assert torch.allclose(System(lattice, kappa).operator(phi), neutral, atol=1e-10)
+    assert phi.mean((2, 3)).abs().max() < 1e-12
+    inputs = [kappa.requires_grad_(), source.requires_grad_()]
+    assert torch.autograd.gradcheck(equilibrium, inputs, eps=1e-6, atol=1e-7)

@@ -60,6 +60,9 @@ class MetriplectorLayer(nn.Module):
             ``"hamiltonian"`` (conservative waves) or ``"full"`` (both).
         steps: integrator steps per forward pass.
         edge_rank: rank of the pair factor of the conductance (0: site conductivities only).
+        conductivity: map from head output to site conductivity. ``"relu"`` can insulate
+            exactly (a wall then carries no current however large the potential across it);
+            ``"softplus"`` never quite does.
         coupling: learn the channel coupling ``W = A^T A``.
         quartic: learn a quartic self-interaction (integrators only).
         rotation: learn the skew channel rotation ``G`` (hamiltonian / full branches).
@@ -67,6 +70,9 @@ class MetriplectorLayer(nn.Module):
         max_iter: CG iteration cap (``None``: scales with the lattice).
         preconditioner: CG preconditioner.
         readout: transform of ``T`` before the projection; ``"asinh"`` tames its scale.
+        mass2: a fixed screening mass for every site and field; ``None`` learns it per site
+            and field with a head. ``0`` solves the unscreened Poisson equation in the grounded
+            (mean-zero) gauge.
         mass2_init: initial bias of the screening head; ``softplus(-6) = 2.5e-3`` gives a
             screening length of about 20 sites.
         external_source: the sources are given to ``forward`` (e.g. configured straight from
@@ -82,13 +88,15 @@ class MetriplectorLayer(nn.Module):
         branch: Branch = "dissipative",
         steps: int = 8,
         edge_rank: int = 4,
+        conductivity: Literal["softplus", "relu"] = "softplus",
         coupling: bool = True,
         quartic: bool = False,
         rotation: bool = False,
         tol: float = 1e-5,
         max_iter: int | None = None,
-        preconditioner: Literal["none", "jacobi"] = "jacobi",
+        preconditioner: Literal["none", "jacobi", "elimination"] = "jacobi",
         readout: Literal["linear", "asinh"] = "asinh",
+        mass2: float | None = None,
         mass2_init: float = -6.0,
         external_source: bool = False,
     ) -> None:
@@ -100,11 +108,14 @@ class MetriplectorLayer(nn.Module):
             )
         self.fields, self.solver, self.branch, self.steps = fields, solver, branch, steps
         self.edge_rank, self.readout = edge_rank, readout
+        self.conductivity = F.relu if conductivity == "relu" else F.softplus
         self.cg = CGOptions(tol=tol, max_iter=max_iter, preconditioner=preconditioner)
         momenta = solver != "cg" and branch != "dissipative"
         friction = momenta and branch == "full"
         mobility = solver != "cg" and branch != "hamiltonian"
-        heads = {"kappa": fields * (1 + edge_rank), "mass2": fields}
+        heads = {"kappa": fields * (1 + edge_rank)}
+        if mass2 is None:
+            heads["mass2"] = fields
         if not external_source:
             heads["source"] = fields
         if solver != "cg":
@@ -115,8 +126,10 @@ class MetriplectorLayer(nn.Module):
             heads["mobility"] = fields
         self.head_sizes = heads
         self.heads = nn.Linear(features, sum(heads.values()))
-        with torch.no_grad():  # start weakly screened: information must travel far from the start
-            self._head_bias("mass2").fill_(mass2_init)
+        self.fixed_mass2 = mass2
+        if mass2 is None:
+            with torch.no_grad():  # start weakly screened: information must travel far
+                self.head_parameters("mass2")[1].fill_(mass2_init)
         self.coupling = nn.Parameter(0.1 * torch.randn(fields, fields)) if coupling else None
         self.quartic = nn.Parameter(torch.tensor(-2.0)) if quartic else None
         self.rotation = nn.Parameter(0.1 * torch.randn(fields, fields)) if rotation else None
@@ -127,13 +140,21 @@ class MetriplectorLayer(nn.Module):
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
 
-    def _head_bias(self, name: str) -> Tensor:
+    def head_parameters(self, name: str) -> tuple[Tensor, Tensor]:
+        """Views of the weight rows and biases of one head (e.g. ``"kappa"``), for custom
+        initialisation: the first ``fields`` rows of ``"kappa"`` give the site conductivities."""
         start = 0
         for key, size in self.head_sizes.items():
             if key == name:
-                return self.heads.bias[start : start + size]
+                rows = slice(start, start + size)
+                return self.heads.weight[rows], self.heads.bias[rows]
             start += size
-        raise KeyError(name)
+        raise KeyError(f"no head {name!r}; heads: {list(self.head_sizes)}")
+
+    def _mass2(self, raw: dict[str, Tensor]) -> Tensor | None:
+        if self.fixed_mass2 is None:
+            return F.softplus(raw["mass2"])
+        return raw["kappa"].new_tensor(self.fixed_mass2) if self.fixed_mass2 > 0 else None
 
     @property
     def dt(self) -> Tensor:
@@ -141,12 +162,12 @@ class MetriplectorLayer(nn.Module):
 
     def conductance(self, raw: Tensor, lattice: Lattice) -> Tensor:
         """``kappa_e = k_tail k_head [2 sigmoid(q_tail . q_head / sqrt(r))]``: each site has a
-        conductivity ``k = softplus(u)`` and an edge conducts only if both ends do. An insulating
-        site is then isolated from all its neighbours, walls included, rather than forming a
-        weakly attached network of its own (whose near-zero modes would stall CG); the optional
+        conductivity ``k = softplus(u)`` (or ``relu(u)``) and an edge conducts only if both ends
+        do. An insulating site is then isolated from all its neighbours, walls included, rather
+        than forming a weakly attached network of its own (near-zero modes that stall CG); the
         rank-``r`` pair factor lets dense graphs learn which pairs interact."""
         c, r = self.fields, self.edge_rank
-        k_tail, k_head = lattice.endpoints(F.softplus(raw[:, :c]))
+        k_tail, k_head = lattice.endpoints(self.conductivity(raw[:, :c]))
         kappa = k_tail * k_head
         if r:
             q_tail, q_head = lattice.endpoints(raw[:, c:].unflatten(1, (c, r)))
@@ -172,7 +193,7 @@ class MetriplectorLayer(nn.Module):
         system = System(
             lattice,
             kappa,
-            mass2=F.softplus(raw["mass2"]),
+            mass2=self._mass2(raw),
             source=raw["source"] if source is None else source,
             gamma=F.softplus(raw["gamma"]) if "gamma" in raw else None,
             mobility=F.softplus(raw["mobility"]) if "mobility" in raw else None,
@@ -180,7 +201,7 @@ class MetriplectorLayer(nn.Module):
             quartic=F.softplus(self.quartic) if self.quartic is not None else 0.0,
             rotation=None if self.rotation is None else self.rotation - self.rotation.T,
         )
-        phi0 = raw.get("phi0", torch.zeros_like(raw["mass2"]))
+        phi0 = raw.get("phi0", h.new_zeros(h.shape[0], self.fields, *h.shape[2:]))
         pi0 = torch.zeros_like(phi0) if self.momenta else None
         s0 = torch.zeros_like(phi0[:, 0])
         return system, State(phi0, pi0, s0)

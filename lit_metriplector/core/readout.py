@@ -6,10 +6,12 @@ Site-centred, per field, signature ``(+, -, ...)``. ``<.>`` averages edge quanti
     T^00 = pi^2/2 + <kappa (d phi)^2>/2 + V                    energy density
     T^0i = -pi <d_i phi>                                       momentum density
     T^ii = <kappa (d_i phi)^2> - L,   L = pi^2/2 - <kappa (d phi)^2>/2 - V
-    T^ij = (<kappa d_i phi><d_j phi> + <d_i phi><kappa d_j phi>)/2    (i != j)
+    T^ij = <sqrt(kappa) d_i phi><sqrt(kappa) d_j phi>                (i != j)
 
 Off-diagonal stresses pair the site averages of two directions (edges of different directions do
-not meet); the symmetrised product keeps ``T`` quadratic, symmetric and local.
+not meet). Weighting both factors by ``sqrt(kappa)`` keeps ``T`` quadratic, symmetric and local,
+and blind to potential differences across insulating edges: those carry no current, and they grow
+with the size of the lattice.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def stress_energy(system: System, phi: Tensor, pi: Tensor | None = None) -> Tens
     if lattice.dim == 0:
         return torch.stack([t00, lagrangian], dim=2)
     d_phi = lattice.directional_average(grad)  # <d_i phi>, (B, C, dim, *sites)
-    kd_phi = lattice.directional_average(system.kappa * grad)  # <kappa d_i phi>
+    # <sqrt(kappa) d_i phi>; the clamp keeps the gradient of sqrt finite on insulating edges
+    root_phi = lattice.directional_average(system.kappa.clamp_min(1e-30).sqrt() * grad)
     kd2_phi = lattice.directional_average(system.kappa * grad**2)  # <kappa (d_i phi)^2>
     momentum = [
         -(torch.zeros_like(phi) if pi is None else pi) * d_phi[:, :, i] for i in range(lattice.dim)
@@ -53,8 +56,7 @@ def stress_energy(system: System, phi: Tensor, pi: Tensor | None = None) -> Tens
             if i == j:
                 stress.append(kd2_phi[:, :, i] - lagrangian)
             else:
-                pair = kd_phi[:, :, i] * d_phi[:, :, j] + d_phi[:, :, i] * kd_phi[:, :, j]
-                stress.append(0.5 * pair)
+                stress.append(root_phi[:, :, i] * root_phi[:, :, j])
     return torch.stack([t00, *momentum, *stress], dim=2)
 
 

@@ -112,7 +112,9 @@ class CGOptions:
     Args:
         tol: relative residual at which a sample stops.
         max_iter: iteration cap; ``None`` scales it with the lattice (``default_max_iter``).
-        preconditioner: ``"none"`` (plain CG) or ``"jacobi"`` (diagonal of ``A``).
+        preconditioner: ``"none"`` (plain CG), ``"jacobi"`` (diagonal of ``A``) or
+            ``"elimination"`` (multilevel incomplete factorisation, exact on forests such as
+            perfect mazes; see ``preconditioners``).
         dtype: precision of the solve; low-precision inputs (bf16/fp16) are promoted to it.
         flush_denormals: on CPU, flush denormal floats to zero while solving (several-fold
             faster on large lattices); torch's default (no flushing) is restored afterwards.
@@ -120,7 +122,7 @@ class CGOptions:
 
     tol: float = 1e-6
     max_iter: int | None = None
-    preconditioner: Literal["none", "jacobi"] = "jacobi"
+    preconditioner: Literal["none", "jacobi", "elimination"] = "jacobi"
     dtype: torch.dtype = torch.float32
     flush_denormals: bool = True
 
@@ -139,11 +141,20 @@ def _flush_denormals(enabled: bool):
         torch.set_flush_denormal(False)
 
 
+def _ground(t: Tensor) -> Tensor:
+    """Remove the mean over sites of each sample and field."""
+    return t - t.flatten(2).mean(-1).view(*t.shape[:2], *[1] * (t.dim() - 2))
+
+
 def _pcg(system: System, b: Tensor, options: CGOptions, x0: Tensor | None) -> tuple:
     pre: Preconditioner = make_preconditioner(options.preconditioner, system, b)
     max_iter = options.max_iter or default_max_iter(system)
+    grounded = system.is_unscreened
+    if grounded:  # A is singular on constants: solve on mean-zero fields
+        b = _ground(b)
     with _flush_denormals(options.flush_denormals and b.device.type == "cpu"):
-        return conjugate_gradient(system.operator, b, pre, x0, options.tol, max_iter)
+        x, info = conjugate_gradient(system.operator, b, pre, x0, options.tol, max_iter)
+    return (_ground(x) if grounded else x), info
 
 
 def _warn_unconverged(info: SolveInfo, what: str) -> None:
@@ -194,6 +205,12 @@ def solve(
     system: System, options: CGOptions | None = None, x0: Tensor | None = None
 ) -> tuple[Tensor, SolveInfo]:
     """Equilibrium ``phi* = A^-1 source`` of a linear dissipative system, differentiable.
+
+    Without screening and coupling (``mass2`` and ``coupling`` both ``None``) ``A`` is a graph
+    Laplacian, singular on constants: the solve then uses the grounded gauge, ``phi* = A^+ rho``
+    with the net charge of ``rho`` removed and ``phi*`` of mean zero (per sample and field). The
+    adjoint solve is projected the same way, which is the exact gradient of the pseudo-inverse as
+    long as the conductance graph is connected (the constants are the whole null space).
 
     Gradients reach ``kappa``, ``mass2``, ``source`` and ``coupling`` through the adjoint solve.
     The solve runs in ``options.dtype`` (float32 by default) even under bf16 autocast; the result

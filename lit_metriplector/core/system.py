@@ -99,6 +99,11 @@ class System:
         return self.replace(**cast)
 
     @property
+    def is_unscreened(self) -> bool:
+        """No mass and no coupling: ``A`` is a pure graph Laplacian, singular on constants."""
+        return self.mass2 is None and self.coupling is None
+
+    @property
     def is_linear(self) -> bool:
         """No quartic term: ``h`` is affine in ``phi`` and equilibrium is one linear solve."""
         return isinstance(self.quartic, float) and self.quartic == 0.0
