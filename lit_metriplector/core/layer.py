@@ -60,9 +60,9 @@ class MetriplectorLayer(nn.Module):
             ``"hamiltonian"`` (conservative waves) or ``"full"`` (both).
         steps: integrator steps per forward pass.
         edge_rank: rank of the pair factor of the conductance (0: site conductivities only).
-        conductivity: map from head output to site conductivity. ``"relu"`` can insulate
-            exactly (a wall then carries no current however large the potential across it);
-            ``"softplus"`` never quite does.
+        conductivity_floor: lower bound of the site conductivity (outside insulators). With no
+            screening, only ``I^2 / kappa`` matters and training can drive the conductances
+            towards zero until the lattice falls apart numerically; a floor stops that.
         coupling: learn the channel coupling ``W = A^T A``.
         quartic: learn a quartic self-interaction (integrators only).
         rotation: learn the skew channel rotation ``G`` (hamiltonian / full branches).
@@ -88,7 +88,7 @@ class MetriplectorLayer(nn.Module):
         branch: Branch = "dissipative",
         steps: int = 8,
         edge_rank: int = 4,
-        conductivity: Literal["softplus", "relu"] = "softplus",
+        conductivity_floor: float = 0.0,
         coupling: bool = True,
         quartic: bool = False,
         rotation: bool = False,
@@ -108,7 +108,7 @@ class MetriplectorLayer(nn.Module):
             )
         self.fields, self.solver, self.branch, self.steps = fields, solver, branch, steps
         self.edge_rank, self.readout = edge_rank, readout
-        self.conductivity = F.relu if conductivity == "relu" else F.softplus
+        self.conductivity_floor = conductivity_floor
         self.cg = CGOptions(tol=tol, max_iter=max_iter, preconditioner=preconditioner)
         momenta = solver != "cg" and branch != "dissipative"
         friction = momenta and branch == "full"
@@ -160,14 +160,20 @@ class MetriplectorLayer(nn.Module):
     def dt(self) -> Tensor:
         return self.log_dt.exp()
 
-    def conductance(self, raw: Tensor, lattice: Lattice) -> Tensor:
+    def conductance(
+        self, raw: Tensor, lattice: Lattice, insulators: Tensor | None = None
+    ) -> Tensor:
         """``kappa_e = k_tail k_head [2 sigmoid(q_tail . q_head / sqrt(r))]``: each site has a
-        conductivity ``k = softplus(u)`` (or ``relu(u)``) and an edge conducts only if both ends
-        do. An insulating site is then isolated from all its neighbours, walls included, rather
-        than forming a weakly attached network of its own (near-zero modes that stall CG); the
-        rank-``r`` pair factor lets dense graphs learn which pairs interact."""
+        conductivity ``k = floor + softplus(u)``, zero on ``insulators``, and an edge conducts
+        only if both ends do. An insulating site is then isolated from all its neighbours rather
+        than forming a weakly attached network of its own (near-zero modes that stall CG), and
+        carries no current however large the potential across it grows; the rank-``r`` pair
+        factor lets dense graphs learn which pairs interact."""
         c, r = self.fields, self.edge_rank
-        k_tail, k_head = lattice.endpoints(self.conductivity(raw[:, :c]))
+        k = self.conductivity_floor + F.softplus(raw[:, :c])
+        if insulators is not None:
+            k = k * (1 - insulators)
+        k_tail, k_head = lattice.endpoints(k)
         kappa = k_tail * k_head
         if r:
             q_tail, q_head = lattice.endpoints(raw[:, c:].unflatten(1, (c, r)))
@@ -175,10 +181,16 @@ class MetriplectorLayer(nn.Module):
         return kappa
 
     def configure(
-        self, h: Tensor, lattice: Lattice, source: Tensor | None = None
+        self,
+        h: Tensor,
+        lattice: Lattice,
+        source: Tensor | None = None,
+        insulators: Tensor | None = None,
     ) -> tuple[System, State]:
         """Heads turn features ``(B, D, *sites)`` (and the external ``source``, if the layer
-        takes one) into a system and an initial state."""
+        takes one) into a system and an initial state. ``insulators`` ``(B, 1, *sites)`` marks
+        sites that conduct nothing (1), e.g. the walls of a maze: the input configures the
+        operator there directly."""
         if (source is None) != ("source" in self.head_sizes):
             raise ValueError("pass source= exactly when the layer has external_source=True")
         raw = dict(
@@ -188,7 +200,7 @@ class MetriplectorLayer(nn.Module):
                 strict=True,
             )
         )
-        kappa = self.conductance(raw["kappa"], lattice)
+        kappa = self.conductance(raw["kappa"], lattice, insulators)
         coupling = None if self.coupling is None else self.coupling.T @ self.coupling / self.fields
         system = System(
             lattice,
@@ -244,10 +256,11 @@ class MetriplectorLayer(nn.Module):
         lattice: Lattice,
         source: Tensor | None = None,
         diagnostics: bool = False,
+        insulators: Tensor | None = None,
     ) -> tuple[Tensor, RolloutReport | None]:
         """Residual update ``h + proj(T)``; the report is ``None`` unless ``diagnostics``."""
         if lattice.dim != self.dim:
             raise ValueError(f"layer built for dim={self.dim} lattices, got {lattice}")
-        system, state = self.configure(h, lattice, source)
+        system, state = self.configure(h, lattice, source, insulators)
         state, report = self.evolve(system, state, diagnostics)
         return h + pointwise(self.proj, self.read(system, state)), report

@@ -141,20 +141,30 @@ def _flush_denormals(enabled: bool):
         torch.set_flush_denormal(False)
 
 
-def _ground(t: Tensor) -> Tensor:
-    """Remove the mean over sites of each sample and field."""
-    return t - t.flatten(2).mean(-1).view(*t.shape[:2], *[1] * (t.dim() - 2))
+def _grounding(system: System, like: Tensor):
+    """Projection onto the range of an unscreened ``A``: zero on isolated sites (no conductance:
+    their rows of ``A`` vanish) and mean zero over the others (the constants there are the
+    null space when the conducting sites form one connected graph)."""
+    active = (system.operator_diagonal(like) > 0).to(like.dtype)
+    count = active.flatten(2).sum(-1).clamp_min(1).view(*like.shape[:2], *[1] * (like.dim() - 2))
+
+    def ground(t: Tensor) -> Tensor:
+        t = t * active
+        mean = t.flatten(2).sum(-1).view_as(count) / count
+        return (t - mean) * active
+
+    return ground
 
 
 def _pcg(system: System, b: Tensor, options: CGOptions, x0: Tensor | None) -> tuple:
     pre: Preconditioner = make_preconditioner(options.preconditioner, system, b)
     max_iter = options.max_iter or default_max_iter(system)
-    grounded = system.is_unscreened
-    if grounded:  # A is singular on constants: solve on mean-zero fields
-        b = _ground(b)
+    ground = _grounding(system, b) if system.is_unscreened else None
+    if ground is not None:  # A is singular: solve within its range
+        b = ground(b)
     with _flush_denormals(options.flush_denormals and b.device.type == "cpu"):
         x, info = conjugate_gradient(system.operator, b, pre, x0, options.tol, max_iter)
-    return (_ground(x) if grounded else x), info
+    return (x if ground is None else ground(x)), info
 
 
 def _warn_unconverged(info: SolveInfo, what: str) -> None:
@@ -208,9 +218,10 @@ def solve(
 
     Without screening and coupling (``mass2`` and ``coupling`` both ``None``) ``A`` is a graph
     Laplacian, singular on constants: the solve then uses the grounded gauge, ``phi* = A^+ rho``
-    with the net charge of ``rho`` removed and ``phi*`` of mean zero (per sample and field). The
-    adjoint solve is projected the same way, which is the exact gradient of the pseudo-inverse as
-    long as the conductance graph is connected (the constants are the whole null space).
+    with the net charge of ``rho`` removed and ``phi*`` of mean zero (per sample and field);
+    isolated sites (no conductance at all, e.g. maze walls) hold ``phi* = 0``. The adjoint solve
+    is projected the same way, which is the exact gradient of the pseudo-inverse as long as the
+    conducting sites form one connected graph (then constants there are the whole null space).
 
     Gradients reach ``kappa``, ``mass2``, ``source`` and ``coupling`` through the adjoint solve.
     The solve runs in ``options.dtype`` (float32 by default) even under bf16 autocast; the result

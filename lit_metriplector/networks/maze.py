@@ -1,19 +1,18 @@
 """Maze solver on the dissipative branch (DESIGN.md §3).
 
-Local convolutions read the maze (open / start / goal) and configure a (weakly screened) Poisson
-system: conductance between open sites, a dipole source at start and goal. CG finds the
-equilibrium; the stress-energy tensor marks where current flows, which in a perfect maze is exactly
-the path (dead ends carry none). Every operation is local or a solve, so a model trained on 15x15
-mazes runs on any size. What makes it generalise: walls insulate exactly (``relu`` conductivity,
-so nothing leaks however large the maze) and the screening is fixed and tiny (so the current does
-not die out along long paths).
+The maze configures an unscreened Poisson system: walls are insulators, local convolutions
+set the conductance of the open sites, and a dipole source sits at start (+) and goal (-). CG
+finds the equilibrium; the stress-energy tensor marks where current flows, which in a perfect maze
+is exactly the path (dead ends carry none). Every operation is local or a solve, so a model trained
+on 15x15 mazes runs on any size. Two choices make it generalise: walls insulate exactly (nothing
+leaks through them however large the potential across them grows with the maze), and there is
+no screening (the current does not die out along long paths).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from ..core import Grid2D, MetriplectorLayer, RolloutReport
@@ -23,12 +22,10 @@ def conv_stack(in_channels: int, width: int, layers: int, kernel_size: int = 3) 
     """``layers`` same-padded convolutions with GELU, the receptive field of the heads."""
     modules: list[nn.Module] = []
     for i in range(layers):
-        modules += [
-            nn.Conv2d(
-                in_channels if i == 0 else width, width, kernel_size, padding=kernel_size // 2
-            ),
-            nn.GELU(),
-        ]
+        conv = nn.Conv2d(
+            in_channels if i == 0 else width, width, kernel_size, padding=kernel_size // 2
+        )
+        modules += [conv, nn.GELU()]
     return nn.Sequential(*modules)
 
 
@@ -43,17 +40,14 @@ class MazeNetwork(nn.Module):
         edge_rank: rank of the pair factor of the conductance (0: site conductivities only).
         tol: CG relative residual.
         max_iter: CG iteration cap (``None``: scales with the maze).
-        preconditioner: CG preconditioner.
-        mass2: fixed screening mass (``None``: learned per site). A learned one drifts to
-            whatever 15x15 mazes tolerate, which is too short a screening length for the paths
-            of larger mazes; a fixed ``1e-6`` (screening length 1000 sites) keeps the system
-            well posed without limiting the maze size that matters.
-        conductivity: ``"relu"`` lets walls insulate exactly, so no current leaks through them
-            however large the potential difference across them grows on large mazes.
-        conductance_prior: initial strength ``s`` of the map "open site conducts, wall does
-            not" (0: a random start). Without it the physics stays uninformative for a long
-            plateau before training finds the conducting corridors; with it the corridors
-            conduct from the first step and training refines the system.
+        preconditioner: CG preconditioner; ``"elimination"`` is exact on a perfect maze's tree of
+            open sites, so a solve takes a couple of iterations at any size.
+        mass2: fixed screening mass (``None``: learned per site). The default 0 solves the
+            unscreened (grounded) Poisson equation, which has no length scale to outgrow: any
+            screening, learned or fixed, sets a decay length ``sqrt(kappa / mass2)`` that the
+            conductances can shrink until it suits 15x15 mazes and is too short for larger ones.
+        conductivity_floor: least conductivity of an open site; without one, training shrinks
+            the conductances (only ``I^2 / kappa`` matters) until the solve breaks down.
     """
 
     def __init__(
@@ -66,12 +60,11 @@ class MazeNetwork(nn.Module):
         tol: float = 1e-5,
         max_iter: int | None = None,
         preconditioner: Literal["none", "jacobi", "elimination"] = "elimination",
-        mass2: float | None = 1e-6,
-        conductivity: Literal["softplus", "relu"] = "relu",
-        conductance_prior: float = 4.0,
+        mass2: float | None = 0.0,
+        conductivity_floor: float = 0.1,
     ) -> None:
         super().__init__()
-        self.encoder = conv_stack(3, features - 3, encoder_layers)
+        self.encoder = conv_stack(3, features, encoder_layers)
         self.blocks = nn.ModuleList(
             MetriplectorLayer(
                 features,
@@ -83,39 +76,28 @@ class MazeNetwork(nn.Module):
                 max_iter=max_iter,
                 preconditioner=preconditioner,
                 coupling=False,
+                conductivity_floor=conductivity_floor,
                 mass2=mass2,
-                conductivity=conductivity,
                 external_source=True,
             )
             for _ in range(layers)
         )
         # A dipole per field, from the start and goal channels alone: no background charge, and
-        # no net charge, so the equilibrium stays bounded as the screening vanishes.
+        # no net charge, so the equilibrium stays bounded however weak the screening.
         self.source = nn.Conv2d(1, fields * layers, 1, bias=False)
-        if conductance_prior:
-            self._conductance_prior(conductance_prior)
         self.head = nn.Sequential(
             nn.Conv2d(features, features, 1), nn.GELU(), nn.Conv2d(features, 1, 1)
         )
 
-    def _conductance_prior(self, strength: float) -> None:
-        """Start with open sites conducting and walls insulating: the conductivity head reads
-        the raw open channel (the last-but-two feature) with weight ``2 s`` and bias ``-s``, so
-        ``k = relu(+-s)`` (or softplus) on open and wall sites. Training refines it from there."""
-        for block in self.blocks:
-            weight, bias = block.head_parameters("kappa")
-            with torch.no_grad():
-                weight[: block.fields, -3] += 2 * strength
-                bias[: block.fields] = -strength
-
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[RolloutReport]]:
         """Path logits ``(B, H, W)`` and, if asked, one report per layer."""
         lattice = Grid2D(*x.shape[-2:])
-        h = torch.cat([self.encoder(x), x], 1)  # the heads also read the raw maze
+        walls = 1 - x[:, :1]
+        h = self.encoder(x)
         sources = self.source(x[:, 1:2] - x[:, 2:3]).chunk(len(self.blocks), dim=1)
         reports = []
         for block, source in zip(self.blocks, sources, strict=True):
-            h, report = block(h, lattice, source, diagnostics)
+            h, report = block(h, lattice, source, diagnostics, insulators=walls)
             if report is not None:
                 reports.append(report)
         return self.head(h).squeeze(1), reports
