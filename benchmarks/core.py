@@ -17,12 +17,7 @@ Writes ``docs/benchmarks/core.json`` and ``docs/benchmarks/core.md``::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
-import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -30,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import command, machine, now, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -167,22 +163,6 @@ def bench_memory(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [
-        line.split(":", 1)[1].strip()
-        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-        if line.startswith("model name")
-    ]
-    return dict(
-        nproc=os.cpu_count(),
-        cpu=models[0] if models else platform.processor(),
-        torch=torch.__version__,
-        threads=torch.get_num_threads(),
-        python=platform.python_version(),
-    )
-
-
 def markdown(report: dict) -> str:
     m, a = report["machine"], report["args"]
     lines = [
@@ -256,17 +236,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtype_name, args.dtype = args.dtype, getattr(torch, args.dtype)
     report = dict(
-        command="python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        command=command(),
+        date=now(),
         machine=machine(),
         args={**{k: v for k, v in vars(args).items() if k != "out"}, "dtype": dtype_name},
         solves=bench_solves(args),
         memory=bench_memory(args),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "core.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "core.md").write_text(markdown(report))
-    print(markdown(report))
+    write_results("core", report, markdown(report), args.out)
 
 
 if __name__ == "__main__":
