@@ -45,7 +45,8 @@ class ProbeCallback(L.Callback):
             return
         self.last_step = step
         probe = apply_to_collection(self.probe, Tensor, lambda t: t.to(pl_module.device))
-        output, reports = pl_module.rollout_diagnostics(probe)
+        with trainer.precision_plugin.forward_context():  # the precision training runs in
+            output, reports = pl_module.rollout_diagnostics(probe)
         self.on_probe(trainer, pl_module, probe, output, reports)
 
     def on_probe(

@@ -135,7 +135,8 @@ class MetriplectorLayer(nn.Module):
         self.rotation = nn.Parameter(0.1 * torch.randn(fields, fields)) if rotation else None
         if rotation and not momenta:
             raise ValueError("rotation acts on momenta: use branch='hamiltonian' or 'full'")
-        self.log_dt = nn.Parameter(torch.tensor(math.log(0.5)))
+        # the step size of the integrators (the CG branch has no time step: no unused parameter)
+        self.log_dt = nn.Parameter(torch.tensor(math.log(0.5))) if solver != "cg" else None
         self.momenta, self.dim = momenta, dim
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
