@@ -187,3 +187,10 @@ def test_callback_state_round_trip(callback):
     b = callback(every_n_steps=3)
     b.load_state_dict(a.state_dict())
     assert b.last_step == 9 and torch.equal(b.probe["input"], a.probe["input"])
+
+
+def test_compile_flag_compiles_the_network_in_place():
+    task = MazeTask(network=MazeNetwork(features=8, fields=1), compile=True)
+    task.configure_model()
+    assert task.network._compiled_call_impl is not None  # nn.Module.compile() was applied
+    assert not isinstance(task, torch._dynamo.eval_frame.OptimizedModule)  # the module is not
