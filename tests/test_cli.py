@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 OVERLAYS = sorted((ROOT / "configs" / "trainer").glob("*.yaml"))
 
+# Byte-text runs: a few short windows.
+TINY_TEXT = [
+    "--data.init_args.seq_len=16",
+    "--data.init_args.batch_size=2",
+    "--data.init_args.val_windows=2",
+    "--data.init_args.test_windows=2",
+    "--data.init_args.samples_per_epoch=4",
+]
 # Per task: overrides that make a run tiny (the configs themselves are full size).
 TINY = {
     "maze": [
@@ -22,6 +30,21 @@ TINY = {
         "--data.init_args.batch_size=4",
         "--data.init_args.predict_cells=3",
         "--data.init_args.predict_size=4",
+    ],
+    "lm": [
+        "--model.init_args.network.init_args.width=16",
+        "--model.init_args.network.init_args.layers=1",
+        "--model.init_args.network.init_args.modes=4",
+        "--model.init_args.max_new_bytes=8",
+        *TINY_TEXT,
+    ],
+    "lm_gpt": [
+        "--model.init_args.network.init_args.block_size=16",
+        "--model.init_args.network.init_args.layers=1",
+        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.width=16",
+        "--model.init_args.max_new_bytes=8",
+        *TINY_TEXT,
     ],
 }
 
@@ -82,3 +105,22 @@ def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
     assert len(list(out.glob("*.png"))) == 4
     text = next(out.glob("*.txt")).read_text()
     assert text.count("S") == 4 and text.count("G") == 4
+
+
+@pytest.mark.parametrize("config", ["lm", "lm_gpt"])
+def test_lm_predict_writes_a_text_file_per_prompt(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "predict",
+            *tiny(ROOT / "configs" / f"{config}.yaml"),
+            "--data.init_args.prompts=[hello, é]",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    files = sorted((tmp_path / "predictions" / config).glob("*.txt"))
+    assert [f.name for f in files] == ["prompt0.txt", "prompt1.txt"]
+    texts = [f.read_text(encoding="utf-8") for f in files]
+    assert texts[0].startswith("hello") and texts[1].startswith("é")
+    assert len(texts[0]) > len("hello") and len(texts[1]) > len("é")

@@ -3,6 +3,13 @@
 from .images import FieldImageLogger
 from .monitors import EnergyMonitor, EntropyMonitor
 from .probe import ProbeCallback
-from .writers import MazeWriter
+from .writers import MazeWriter, TextWriter
 
-__all__ = ["EnergyMonitor", "EntropyMonitor", "FieldImageLogger", "MazeWriter", "ProbeCallback"]
+__all__ = [
+    "EnergyMonitor",
+    "EntropyMonitor",
+    "FieldImageLogger",
+    "MazeWriter",
+    "ProbeCallback",
+    "TextWriter",
+]

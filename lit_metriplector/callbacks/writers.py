@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ..datamodules.mazes import decode, render_png, write_mazes_text
@@ -53,3 +54,38 @@ class MazeWriter(BasePredictionWriter):
             mazes.append(maze)
             marks.append(p > 0.5)
         write_mazes_text(folder / f"{batch_idx:04d}.txt", mazes, marks)
+
+
+class TextWriter(BasePredictionWriter):
+    """Writes each prompt with its generated continuation to ``<output_dir>/<name>.txt`` (UTF-8;
+    bytes that do not decode become U+FFFD). The name is the DataModule's
+    ``predict_names[dataloader_idx]``, else ``prompt<dataloader_idx>``: one prompt per dataloader
+    (batch size 1), as ``ByteTextDataModule`` yields them.
+
+    Args:
+        output_dir: folder for the files (created if missing).
+    """
+
+    def __init__(self, output_dir: str = "predictions/lm") -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_batch_end(
+        self,
+        trainer,
+        pl_module,
+        prediction: dict,
+        batch_indices,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx or len(prediction["prompt"]) != 1:
+            raise ValueError("TextWriter writes one file per dataloader: one prompt in each")
+        names = getattr(trainer.datamodule, "predict_names", None)
+        name = names[dataloader_idx] if names else f"prompt{dataloader_idx}"
+        data = bytes(torch.cat([prediction["prompt"][0], prediction["generated"][0]]).tolist())
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / f"{name}.txt").write_text(
+            data.decode("utf-8", errors="replace"), encoding="utf-8"
+        )

@@ -203,7 +203,9 @@ class ByteTextDataModule(ResumableDataModule):
     split by position, train first, then val, then test. `val_path` / `test_path` override.
     Training windows start at random offsets drawn deterministically from (seed, epoch, sample);
     the position in the epoch is checkpointed, so resumed runs continue the same data order.
-    Validation and test windows are fixed and evenly spaced.
+    Validation and test windows are fixed and evenly spaced. `predict` yields the prompts to
+    continue, one dataloader of one batch (1, P) per prompt, since prompts differ in length;
+    `predict_names` names them prompt0, prompt1, ...
 
     Args:
         path: Corpus: a file, a folder (all files under it, sorted, hidden ones skipped), a glob
@@ -223,6 +225,7 @@ class ByteTextDataModule(ResumableDataModule):
         test_windows: Most test windows; None for all non-overlapping ones.
         cache_dir: Folder for the flat byte files of compressed or multi-file corpora; default
             a folder in the system temp dir. Files are named by a hash of their sources.
+        prompts: Texts for `predict` to continue, as their UTF-8 bytes; default a single newline.
     """
 
     vocab_size = 256
@@ -242,6 +245,7 @@ class ByteTextDataModule(ResumableDataModule):
         val_windows: int | None = 512,
         test_windows: int | None = None,
         cache_dir: str | None = None,
+        prompts: list[str] | None = None,
     ) -> None:
         super().__init__()
         minimums = {
@@ -263,7 +267,12 @@ class ByteTextDataModule(ResumableDataModule):
                 f"val_fraction + test_fraction must be < 1 to leave bytes for training, got "
                 f"{val_fraction} + {test_fraction}"
             )
+        prompts = ["\n"] if prompts is None else prompts
+        if not prompts or not all(prompts):
+            raise ValueError(f"prompts must be non-empty strings, got {prompts!r}")
         self.save_hyperparameters()
+        self.prompts = [torch.tensor(list(p.encode()), dtype=torch.long) for p in prompts]
+        self.predict_names = [f"prompt{i}" for i in range(len(prompts))]
         self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "lit_metriplector_text")
         self.splits: dict[str, ByteWindows] = {}  # filled by setup()
 
@@ -367,6 +376,9 @@ class ByteTextDataModule(ResumableDataModule):
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval_dataloader("test", self.hparams.test_windows)
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [DataLoader([prompt], batch_size=1) for prompt in self.prompts]
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         return DataLoader(

@@ -2,6 +2,7 @@
 
 from .deepthinking import DeepThinkingNetwork
 from .gpt import GPT
+from .lm import MetriplectorLM
 from .maze import MazeNetwork
 
-__all__ = ["DeepThinkingNetwork", "GPT", "MazeNetwork"]
+__all__ = ["DeepThinkingNetwork", "GPT", "MazeNetwork", "MetriplectorLM"]

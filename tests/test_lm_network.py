@@ -1,0 +1,204 @@
+"""Metriplector byte LM: the parallel scan equals stepping, causality, the exact propagator against
+the core's vector field, energy balance per step, gradients and size."""
+
+import pytest
+import torch
+
+from lit_metriplector.core import DenseGraph, State, System, stress_energy
+from lit_metriplector.networks.lm import (
+    MetriplectorLM,
+    _sites,
+    cadd,
+    cmul,
+    dissipation,
+    energy_density,
+    fixed_point,
+    from_eigen,
+    linear_recurrence,
+    mass2,
+    mode_system,
+    propagator,
+    to_eigen,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: extra threads only add synchronisation (10x slower on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**kw) -> MetriplectorLM:
+    torch.manual_seed(0)
+    return MetriplectorLM(width=16, layers=2, modes=6, **kw).double()
+
+
+def random_modes(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Frequencies, frictions, steps and sources spanning slow, fast and strongly damped modes."""
+    g = torch.Generator().manual_seed(seed)
+
+    def log_uniform(low: float, high: float) -> torch.Tensor:
+        return torch.exp(low + (high - low) * torch.rand(n, dtype=torch.float64, generator=g))
+
+    source = torch.randn(n, dtype=torch.float64, generator=g)
+    return log_uniform(-5, 1.5), log_uniform(-7, 1), log_uniform(-3, 1), source
+
+
+def affine_generator(source, frequency, friction) -> torch.Tensor:
+    """Per mode, ``(..., C, 3, 3)``: the matrix of ``(phi, pi, 1) -> (dphi/dt, dpi/dt, 0)`` read
+    off the core's ``System.vector_field`` applied to basis states (sources ``(..., C)``)."""
+    system = mode_system(source, frequency, friction)
+    sites = _sites(source)
+
+    def field(phi: float, pi: float) -> torch.Tensor:
+        state = State(torch.full_like(sites, phi), torch.full_like(sites, pi), sites[:, 0] * 0)
+        dz = system.vector_field(state)
+        return torch.stack([dz.phi, dz.pi], dim=-1).view(*source.shape, 2)
+
+    rest = field(0, 0)
+    top = torch.stack([field(1, 0) - rest, field(0, 1) - rest, rest], dim=-1)
+    return torch.cat([top, torch.zeros_like(top[..., :1, :])], dim=-2)
+
+
+def test_scan_and_step_give_the_same_logits():
+    model = tiny(chunk=16).eval()
+    idx = torch.randint(0, 256, (3, 61))  # not a multiple of the chunk: the padding is used
+    logits, reports = model(idx)
+    assert logits.shape == (3, 61, 256) and reports == []
+    state = model.init_state(3)
+    assert state.shape == (2, 2, 3, 6) and state.dtype == torch.float64
+    stepped = []
+    for t in range(idx.shape[1]):
+        out, state = model.step(idx[:, t], state)
+        stepped.append(out)
+    assert (torch.stack(stepped, 1) - logits).abs().max() <= 1e-10  # the issue asks for 1e-5
+
+
+def test_causal():
+    model = tiny().eval()
+    idx = torch.randint(0, 256, (2, 40))
+    logits, _ = model(idx)
+    for t, k in [(0, 1), (10, 1), (10, 7), (25, 3), (38, 1)]:
+        changed = idx.clone()
+        changed[:, t + k] = (changed[:, t + k] + 1) % 256
+        new, _ = model(changed)
+        assert torch.equal(new[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(new[:, t + k], logits[:, t + k])
+
+
+def test_propagator_is_the_exact_flow_of_the_core_vector_field():
+    frequency, friction, dt, source = random_modes()
+    generator = affine_generator(source, frequency, friction)
+    flow = torch.linalg.matrix_exp(dt.view(-1, 1, 1) * generator)
+    g = torch.Generator().manual_seed(1)
+    phi, pi = torch.randn(2, frequency.shape[0], dtype=torch.float64, generator=g)
+    expected = flow @ torch.stack([phi, pi, torch.ones_like(phi)], dim=-1).unsqueeze(-1)
+    # the eigen coordinate is a faithful chart
+    w = to_eigen(phi, pi, frequency, friction)
+    assert all(
+        torch.allclose(x, y, atol=1e-12)
+        for x, y in zip(from_eigen(w, frequency, friction), (phi, pi), strict=True)
+    )
+    a, complement = propagator(dt, frequency, friction)
+    assert torch.allclose(complement[0], 1 - a[0], atol=1e-12)
+    assert torch.allclose(complement[1], -a[1], atol=1e-12)
+    star = fixed_point(source / mass2(frequency, friction), frequency, friction)
+    w = cadd(cmul(a, w), cmul(complement, star))  # w <- a w + (1 - a) w*
+    stepped = torch.stack(from_eigen(w, frequency, friction), dim=-1)
+    assert torch.allclose(stepped, expected[:, :2, 0], rtol=1e-10, atol=1e-10)
+
+
+def test_energy_lost_per_step_is_the_friction_heat():
+    model = tiny()
+    idx = torch.randint(0, 256, (2, 12))
+    _, reports = model(idx, diagnostics=True)
+    block, report = model.blocks[0], reports[0]
+    rest, dt = block.configure(model.embedding(idx).double(), torch.float64)
+    frequency, friction = block.constants(torch.float64)
+    rho = report.system.source.transpose(1, 2)  # (B, T, C)
+    assert torch.allclose(rho, mass2(frequency, friction) * rest)
+    phi, pi = (x.transpose(1, 2) for x in (report.state.phi, report.state.pi))
+    before = [torch.nn.functional.pad(x, [0, 0, 1, 0])[:, :-1] for x in (phi, pi)]
+
+    def energy(phi, pi):  # per mode, with the source of the step
+        system = mode_system(rho, frequency, friction)
+        return stress_energy(system, _sites(phi), _sites(pi))[:, :, 0, 0].view_as(phi)
+
+    lost = energy(*before) - energy(phi, pi)
+    # int gamma pi^2 dt by Simpson's rule on the exact trajectory from the 3x3 matrix exponential
+    nodes = 401
+    tau = torch.linspace(0, 1, nodes, dtype=torch.float64).view(-1, 1, 1, 1) * dt
+    generator = affine_generator(rho, frequency, friction)  # the affine part differs per step
+    flow = torch.linalg.matrix_exp(tau[..., None, None] * generator)
+    start = torch.stack([*before, torch.ones_like(phi)], dim=-1)[..., None]
+    pi_tau = (flow @ start)[..., 1, 0]
+    weights = torch.ones(nodes, dtype=torch.float64)
+    weights[1:-1:2], weights[2:-1:2] = 4, 2
+    heat = friction * (weights.view(-1, 1, 1, 1) * pi_tau**2).sum(0) * dt / (3 * (nodes - 1))
+    assert (heat >= 0).all()
+    assert torch.allclose(lost, heat, rtol=1e-9, atol=1e-12)
+    # the model's closed form, from the eigen coordinates
+    w = to_eigen(*before, frequency, friction)
+    star = fixed_point(rest, frequency, friction)
+    offset = (w[0] - star[0], w[1] - star[1])
+    assert torch.allclose(dissipation(offset, dt, frequency, friction), heat, rtol=1e-9, atol=1e-12)
+    # the model's ledgers: closed-form heat, work of the source switches
+    for report in reports:
+        ledger = report.ledger
+        assert ledger.hamiltonian.shape == (13, 2) and ledger.energy.dtype == torch.float64
+        assert (ledger.relative_drift() <= 1e-10).all()
+        assert (ledger.entropy_production() >= 0).all()
+        assert torch.allclose(report.entropy_produced, ledger.entropy[-1])
+        assert report.state.phi.shape == (2, 6, 12) and report.state.s.shape == (2, 12)
+        assert report.system.lattice.site_shape == (12,)
+
+
+def test_readout_is_the_core_stress_energy_of_one_site():
+    frequency, friction, _, source = random_modes(8)
+    phi, pi = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    system = mode_system(source.expand(3, 5, 8), frequency, friction)
+    t00, lagrangian = energy_density(system, phi, pi)
+    t = stress_energy(system, _sites(phi), _sites(pi))
+    assert isinstance(system.lattice, DenseGraph) and isinstance(system, System)
+    assert torch.allclose(t00, t[:, :, 0, 0].view_as(phi))
+    assert torch.allclose(lagrangian, t[:, :, 1, 0].view_as(phi))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+def test_linear_recurrence(chunk):
+    g = torch.Generator().manual_seed(0)
+    kw = dict(dtype=torch.float64, generator=g)
+    modulus, angle = torch.rand(2, 9, 3, **kw), 3 * torch.rand(2, 9, 3, **kw)
+    inputs = (
+        (modulus * torch.cos(angle)).requires_grad_(),
+        (modulus * torch.sin(angle)).requires_grad_(),
+        torch.randn(2, 9, 3, **kw).requires_grad_(),
+        torch.randn(2, 9, 3, **kw).requires_grad_(),
+    )
+
+    def recurrence(ar, ai, br, bi):
+        return linear_recurrence((ar, ai), (br, bi), chunk)
+
+    w, expected = (torch.zeros(2, 3, dtype=torch.float64),) * 2, []
+    for t in range(9):
+        w = cadd(cmul((inputs[0][:, t], inputs[1][:, t]), w), (inputs[2][:, t], inputs[3][:, t]))
+        expected.append(torch.stack(w))
+    assert torch.allclose(torch.stack(recurrence(*inputs)), torch.stack(expected, 2), atol=1e-12)
+    assert torch.autograd.gradcheck(recurrence, inputs)
+
+
+def test_gradients_reach_every_parameter():
+    model = tiny(tie_weights=False).float()
+    idx = torch.randint(0, 256, (2, 20))
+    logits, _ = model(idx[:, :-1])
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_default_size():
+    model = MetriplectorLM()
+    assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 3_000_000

@@ -1,0 +1,138 @@
+"""Language modelling: the GPT baseline, its KV cache, sampling, and the LMTask loss."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from lit_metriplector.datamodules import ByteTextDataModule
+from lit_metriplector.metrics import BitsPerByte
+from lit_metriplector.modules.base import count_parameters
+from lit_metriplector.modules.lm import LMTask
+from lit_metriplector.networks import GPT
+from lit_metriplector.networks.generate import generate
+from lit_metriplector.networks.lm import MetriplectorLM
+
+
+def tiny_gpt(block_size: int = 8) -> GPT:
+    torch.manual_seed(0)
+    return GPT(block_size=block_size, layers=2, heads=2, width=16).double().eval()
+
+
+def tiny_metriplector() -> MetriplectorLM:
+    torch.manual_seed(0)
+    return MetriplectorLM(width=16, layers=2, modes=8).double().eval()
+
+
+NETWORKS = {"gpt": tiny_gpt, "metriplector": tiny_metriplector}
+
+
+def random_bytes(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(256, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def greedy_by_forward(network: nn.Module, prompt: torch.Tensor, new: int) -> torch.Tensor:
+    """Greedy continuation that reruns ``forward`` on the (cropped) context for every byte."""
+    block = getattr(network, "block_size", None)
+    seq = prompt
+    for _ in range(new):
+        logits = network(seq if block is None else seq[:, -block:])[0][:, -1]
+        seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
+    return seq
+
+
+def test_gpt_shapes_and_no_reports():
+    logits, reports = tiny_gpt()(random_bytes(3, 8))
+    assert logits.shape == (3, 8, 256) and reports == []
+
+
+def test_gpt_is_causal():
+    gpt = tiny_gpt()
+    x = random_bytes(2, 8)
+    y = x.clone()
+    y[:, 5] = (y[:, 5] + 1) % 256
+    a, b = gpt(x)[0], gpt(y)[0]
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_gpt_rejects_sequences_longer_than_block_size():
+    with pytest.raises(ValueError, match="block_size 8"):
+        tiny_gpt()(random_bytes(1, 9))
+
+
+def test_gpt_weights_are_tied():
+    gpt = tiny_gpt()
+    assert gpt.head.weight is gpt.token_embedding.weight
+
+
+def test_step_with_kv_cache_equals_forward_also_past_block_size():
+    gpt, block = tiny_gpt(), 8
+    seq = random_bytes(2, 2 * block + 3)
+    state = gpt.init_state(2, dtype=torch.float64)
+    full = gpt(seq[:, :block])[0]
+    for t in range(seq.shape[1]):
+        logits, state = gpt.step(seq[:, t], state)
+        # Within block_size the cache extends one forward; past it the context is cropped.
+        expected = full[:, t] if t < block else gpt(seq[:, t - block + 1 : t + 1])[0][:, -1]
+        torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+        assert state.tokens.shape[1] == min(t + 1, block)
+
+
+@pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS.keys())
+def test_generate_is_seeded_and_greedy_is_argmax(make):
+    network = make()
+    prompt = random_bytes(2, 3)
+
+    def sampled(seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return generate(network, prompt, 12, temperature=1.0, top_k=50, generator=g)
+
+    out = sampled(0)
+    assert out.shape == (2, 15) and out.dtype == torch.long
+    assert torch.equal(out[:, :3], prompt)
+    assert torch.equal(out, sampled(0))
+    assert not torch.equal(out, sampled(1))
+    greedy = greedy_by_forward(network, prompt, 12)
+    assert torch.equal(generate(network, prompt, 12, temperature=0.0), greedy)
+    assert torch.equal(generate(network, prompt, 12, top_k=1), greedy)
+
+
+def test_lm_loss_is_bits_per_byte_times_ln2():
+    task = LMTask(network=tiny_gpt())
+    inputs, target = task.split_batch(random_bytes(2, 9))
+    assert inputs.shape == target.shape == (2, 8)
+    logits = task(inputs)[0]
+    bpb = BitsPerByte().double()(logits, target)
+    torch.testing.assert_close(task.compute_loss(logits, target), bpb * math.log(2))
+
+
+def test_uniform_model_costs_eight_bits_per_byte():
+    gpt = tiny_gpt()
+    nn.init.zeros_(gpt.token_embedding.weight)  # the tied head: every logit is 0
+    batch = random_bytes(2, 9)
+    logits = gpt(batch[:, :-1])[0]
+    torch.testing.assert_close(BitsPerByte()(logits, batch[:, 1:]), torch.tensor(8.0))
+
+
+def test_prompts_are_utf8_bytes_one_dataloader_each():
+    dm = ByteTextDataModule(prompts=["é\n", "a"])
+    loaders = dm.predict_dataloader()
+    assert [next(iter(loader)).tolist() for loader in loaders] == [[[195, 169, 10]], [[97]]]
+    assert dm.predict_names == ["prompt0", "prompt1"]
+    assert next(iter(ByteTextDataModule().predict_dataloader()[0])).tolist() == [[10]]
+    with pytest.raises(ValueError, match="non-empty"):
+        ByteTextDataModule(prompts=[""])
+
+
+def test_gpt_config_matches_the_metriplector_config_in_parameters():
+    def network(config: str) -> dict:
+        path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
+        return yaml.safe_load(path.read_text())["model"]["init_args"]["network"]["init_args"]
+
+    metriplector = count_parameters(MetriplectorLM(**network("lm")))
+    gpt = count_parameters(GPT(**network("lm_gpt")))
+    assert abs(gpt - metriplector) < 0.01 * metriplector
