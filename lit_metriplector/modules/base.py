@@ -147,6 +147,13 @@ class MetriplectorTask(L.LightningModule):
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)
+        total = getattr(scheduler, "total_steps", None)  # OneCycleLR fails when stepped past it
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        if total is not None and max_steps > total:
+            raise ValueError(
+                f"lr_scheduler total_steps={total} is less than trainer.max_steps={max_steps}: "
+                f"the schedule would end mid-run; set both to the same value"
+            )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
