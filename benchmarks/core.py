@@ -29,10 +29,11 @@ from common import command, machine, now, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from lit_metriplector.core import CGOptions, Grid2D, System, conjugate_gradient, solve
+from lit_metriplector.core import CGOptions, System, conjugate_gradient, solve
 from lit_metriplector.core.preconditioners import make_preconditioner
 from lit_metriplector.core.solver import default_max_iter
-from lit_metriplector.datamodules.mazes import generate_maze, random_endpoints
+from lit_metriplector.datamodules.mazes import make_example
+from lit_metriplector.networks.maze import ideal_system
 
 PRECONDITIONERS = ("none", "jacobi", "elimination")
 WALLS = {"closed": (0.0, 0.0), "leaky": (1e-3, 1e-4)}  # kappa_wall, mass2
@@ -42,18 +43,9 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 def maze_system(size: int, batch: int, wall: float, mass2: float, dtype: torch.dtype) -> System:
     """Perfect mazes on a ``size x size`` grid: conductance 1 between open sites, ``wall`` on
     every other edge; unit source at the start, unit sink at the goal."""
-    rng = np.random.default_rng(size)
     cells = (size - 1) // 2
-    lattice = Grid2D(size, size)
-    open_ = torch.zeros(batch, 1, size, size, dtype=dtype)
-    source = torch.zeros_like(open_)
-    for b in range(batch):
-        open_[b, 0] = torch.from_numpy(generate_maze(cells, rng))
-        (r0, c0), (r1, c1) = random_endpoints(cells, rng)
-        source[b, 0, r0, c0], source[b, 0, r1, c1] = 1.0, -1.0
-    tail, head = lattice.endpoints(open_)
-    kappa = wall + (1 - wall) * tail * head
-    return System(lattice, kappa, mass2=torch.full_like(open_, mass2), source=source)
+    mazes = [make_example(cells, np.random.SeedSequence([size, b]))[0] for b in range(batch)]
+    return ideal_system(torch.from_numpy(np.stack(mazes)).to(dtype), wall, mass2)
 
 
 def timed(fn: Callable, *args, repeats: int, budget: float = 30.0) -> tuple[object, float]:

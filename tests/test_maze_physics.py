@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from lit_metriplector.core import CGOptions, Grid2D, System, solve
-from lit_metriplector.datamodules.mazes import generate_maze, random_endpoints, shortest_path
+from lit_metriplector.core import CGOptions, solve
+from lit_metriplector.datamodules.mazes import (
+    encode,
+    generate_maze,
+    random_endpoints,
+    shortest_path,
+)
+from lit_metriplector.networks.maze import ideal_system
 
 
 @pytest.mark.parametrize("cells", [7, 19])
@@ -17,14 +23,8 @@ def test_current_flows_exactly_on_the_bfs_path(cells, algorithm):
         open_ = generate_maze(cells, rng, algorithm)
         start, goal = random_endpoints(cells, rng)
         path = shortest_path(open_, start, goal)
-        size = open_.shape[0]
-        lattice = Grid2D(size, size)
-        o = torch.from_numpy(open_).double()[None, None]
-        tail, head = lattice.endpoints(o)
-        source = torch.zeros_like(o)
-        source[0, 0, start[0], start[1]] = 1.0
-        source[0, 0, goal[0], goal[1]] = -1.0
-        system = System(lattice, kappa=tail * head, source=source)  # kappa = 1 between open sites
+        system = ideal_system(torch.from_numpy(encode(open_, start, goal)).double()[None])
+        lattice = system.lattice
         phi, info = solve(system, CGOptions(tol=1e-10, dtype=torch.float64))
         assert info.converged.all()
         current = (system.kappa * lattice.grad(phi)).abs()[0, 0]  # (2, G, G)

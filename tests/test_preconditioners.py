@@ -8,26 +8,16 @@ import torch
 
 from lit_metriplector.core import CGOptions, Chain1D, DenseGraph, Grid2D, System, solve
 from lit_metriplector.core.preconditioners import elimination, jacobi, make_preconditioner
-from lit_metriplector.datamodules.mazes import generate_maze, random_endpoints
+from lit_metriplector.datamodules.mazes import make_example
+from lit_metriplector.networks.maze import ideal_system
 
 from .conftest import random_system
 
 
 def maze_system(cells: int, batch: int, wall: float = 0.0, mass2: float = 0.0) -> System:
-    """Perfect mazes: conductance 1 between open sites, ``wall`` on every other edge; a unit
-    source at the start and a unit sink at the goal."""
-    rng = np.random.default_rng(cells)
-    size = 2 * cells + 1
-    lattice = Grid2D(size, size)
-    open_ = torch.zeros(batch, 1, size, size, dtype=torch.float64)
-    source = torch.zeros_like(open_)
-    for b in range(batch):
-        open_[b, 0] = torch.from_numpy(generate_maze(cells, rng))
-        (r0, c0), (r1, c1) = random_endpoints(cells, rng)
-        source[b, 0, r0, c0], source[b, 0, r1, c1] = 1.0, -1.0
-    tail, head = lattice.endpoints(open_)
-    kappa = wall + (1 - wall) * tail * head
-    return System(lattice, kappa, mass2=torch.full_like(open_, mass2), source=source)
+    """Perfect mazes with conductance 1 between open sites, ``wall`` elsewhere, a unit dipole."""
+    mazes = [make_example(cells, np.random.SeedSequence([cells, b]))[0] for b in range(batch)]
+    return ideal_system(torch.from_numpy(np.stack(mazes)).double(), wall, mass2)
 
 
 def dense_matrix(apply, like: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from ..datamodules.mazes import decode, render_png, write_mazes_text
 
 
+def prediction_name(trainer, dataloader_idx: int, prefix: str) -> str:
+    """The DataModule's ``predict_names[dataloader_idx]``, else ``<prefix><dataloader_idx>``."""
+    names = getattr(trainer.datamodule, "predict_names", None)
+    return names[dataloader_idx] if names else f"{prefix}{dataloader_idx}"
+
+
 class MazeWriter(BasePredictionWriter):
     """Writes each predicted maze as a PNG (prediction against target: extra sites and missed
     sites coloured) and each batch as a text file with the predicted path marked ``*``.
@@ -35,9 +41,7 @@ class MazeWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        names = getattr(trainer.datamodule, "predict_names", None)
-        name = names[dataloader_idx] if names else f"set{dataloader_idx}"
-        folder = self.output_dir / name
+        folder = self.output_dir / prediction_name(trainer, dataloader_idx, "set")
         folder.mkdir(parents=True, exist_ok=True)
         mazes, marks = [], []
         for i, (x, y, p) in enumerate(
@@ -82,8 +86,7 @@ class TextWriter(BasePredictionWriter):
     ) -> None:
         if batch_idx or len(prediction["prompt"]) != 1:
             raise ValueError("TextWriter writes one file per dataloader: one prompt in each")
-        names = getattr(trainer.datamodule, "predict_names", None)
-        name = names[dataloader_idx] if names else f"prompt{dataloader_idx}"
+        name = prediction_name(trainer, dataloader_idx, "prompt")
         data = bytes(torch.cat([prediction["prompt"][0], prediction["generated"][0]]).tolist())
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / f"{name}.txt").write_text(

@@ -15,7 +15,7 @@ from typing import get_args
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from lit_metriplector.datamodules.mazes import (
     Algorithm,
@@ -210,15 +210,6 @@ class MazeDataModule(ResumableDataModule):
                 self.predict_sets = [_file_dataset(f) for f in hp.predict_files]
             else:
                 self.predict_sets = [self._generated("predict", hp.predict_cells, hp.predict_size)]
-
-    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.train_sampler(PermutationSampler, self.train_set))

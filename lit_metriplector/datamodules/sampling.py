@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 # Random indices are drawn this many at a time, from a generator seeded by the block's index.
 INDEX_BLOCK = 4096
@@ -96,8 +96,8 @@ class ResumableDataModule(L.LightningDataModule):
     """A DataModule whose training position is checkpointed, so that a resumed run continues
     the exact data order of an uninterrupted one.
 
-    Subclasses have `seed` and `batch_size` hyperparameters and build their training sampler
-    with `train_sampler`.
+    Subclasses have `seed`, `batch_size` and `num_workers` hyperparameters, build their
+    training sampler with `train_sampler` and their loaders with `_loader`.
     """
 
     def __init__(self) -> None:
@@ -115,6 +115,15 @@ class ResumableDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         return sampler(dataset, self.hparams.seed, rank, world_size, self.resume, samples_per_epoch)
+
+    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
 
     def state_dict(self) -> dict[str, int]:
         """Where training resumes: an epoch and the global samples consumed in it.

@@ -21,7 +21,7 @@ from typing import IO
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from lit_metriplector.datamodules.sampling import ReplacementSampler, ResumableDataModule
 
@@ -379,12 +379,3 @@ class ByteTextDataModule(ResumableDataModule):
 
     def predict_dataloader(self) -> list[DataLoader]:
         return [DataLoader([prompt], batch_size=1) for prompt in self.prompts]
-
-    def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )

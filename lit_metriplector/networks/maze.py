@@ -13,9 +13,24 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
-from ..core import Grid2D, MetriplectorLayer, RolloutReport
+from ..core import Grid2D, MetriplectorLayer, RolloutReport, System
+
+
+def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
+    """The system a maze should configure, by hand: conductance 1 between open sites (``wall``
+    on every other edge), a unit source at the start and a unit sink at the goal, screening
+    ``mass2``. For ``wall = mass2 = 0`` all current flows along the path. ``x``: ``(B, 3, H, W)``
+    in the DataModule's encoding (channels open / start / goal)."""
+    lattice = Grid2D(*x.shape[-2:])
+    tail, head = lattice.endpoints(x[:, :1])
+    kappa = wall + (1 - wall) * tail * head
+    source = x[:, 1:2] - x[:, 2:3]
+    return System(
+        lattice, kappa, mass2=torch.full_like(source, mass2) if mass2 else None, source=source
+    )
 
 
 def conv_stack(in_channels: int, width: int, layers: int, kernel_size: int = 3) -> nn.Sequential:
