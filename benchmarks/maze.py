@@ -15,11 +15,12 @@ largest sizes can be given fewer mazes (``--baseline-large-size``); the table sa
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import torch
-from common import ROOT, command, machine, now, write_results
+from common import DOCS, ROOT, command, machine, now, write_results
 
 from lit_metriplector.cli import main as cli
 
@@ -38,15 +39,15 @@ def run(args: list[str]):
     return cli([*args[:1], "--config", CONFIG, *args[1:], *quiet])
 
 
-def train(name: str, extra: list[str], opts: argparse.Namespace, workdir: Path) -> dict:
+def train(name: str, extra: list[str], steps: int, opts: argparse.Namespace) -> dict:
     start = time.perf_counter()
     fit = run(
         [
             "fit",
             *extra,
-            f"--trainer.max_steps={opts.steps}",
+            f"--trainer.max_steps={steps}",
             f"--data.init_args.batch_size={opts.batch_size}",
-            f"--trainer.logger.init_args.save_dir={workdir}",
+            f"--trainer.logger.init_args.save_dir={opts.workdir}",
             f"--trainer.logger.init_args.name={name}",
         ]
     )
@@ -91,9 +92,9 @@ def markdown(report: dict) -> str:
         "# Maze benchmark: train on 15x15, test on larger mazes",
         "",
         f"`{report['command']}` on {report['date']}: {m['nproc']} CPUs ({m['cpu']}), GPU "
-        f"{m['gpu']}, torch {m['torch']}, {m['threads']} threads. Both models: "
-        f"{report['steps']} steps of {report['batch_size']} generated 15x15 mazes (depth-first "
-        "search), the same data order, AdamW; test mazes are generated with other seeds.",
+        f"{m['gpu']}, torch {m['torch']}, {m['threads']} threads. Every model trains on batches "
+        f"of {report['batch_size']} generated 15x15 mazes (depth-first search) in the same data "
+        "order, with AdamW, for the steps listed; test mazes are generated with other seeds.",
         "",
         "| model | parameters | train steps | train time (s) |",
         "|---|---:|---:|---:|",
@@ -119,6 +120,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument(
+        "--baseline-steps",
+        type=int,
+        default=None,
+        help="training steps of the baseline (default: --steps)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add to the models already in docs/benchmarks/maze.json",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument(
@@ -141,13 +153,17 @@ def main() -> None:
         "command": command(),
         "date": now(),
         "machine": machine(),
-        "steps": opts.steps,
         "batch_size": opts.batch_size,
         "models": {},
     }
+    if opts.merge:
+        previous = json.loads((DOCS / "maze.json").read_text())
+        report["models"] = previous["models"]
+        report["command"] = f"{previous['command']}; {report['command']}"
     for name in opts.models:
         extra = MODELS[name]
-        result = train(name, extra, opts, opts.workdir)
+        steps = opts.steps if name == "metriplector" else opts.baseline_steps or opts.steps
+        result = train(name, extra, steps, opts)
         cells = opts.cells if name == "metriplector" else opts.baseline_cells
         result["tests"] = []
         for c in cells:
@@ -158,7 +174,7 @@ def main() -> None:
             )
             result["tests"].append(test(extra, result["checkpoint"], c, size, opts.batch_size))
             print(name, result["tests"][-1], flush=True)
-        report["models"][name] = result
+        report["models"][f"{name} ({steps} steps)"] = result
     write_results("maze", report, markdown(report))
 
 
