@@ -39,13 +39,14 @@ def run(args: list[str]):
     return cli([*args[:1], "--config", CONFIG, *args[1:], *quiet])
 
 
-def train(name: str, extra: list[str], steps: int, opts: argparse.Namespace) -> dict:
+def train(name: str, extra: list[str], steps: int, lr: float, opts: argparse.Namespace) -> dict:
     start = time.perf_counter()
     fit = run(
         [
             "fit",
             *extra,
             f"--trainer.max_steps={steps}",
+            f"--model.init_args.optimizer.init_args.lr={lr}",
             f"--data.init_args.batch_size={opts.batch_size}",
             f"--trainer.logger.init_args.save_dir={opts.workdir}",
             f"--trainer.logger.init_args.name={name}",
@@ -56,6 +57,7 @@ def train(name: str, extra: list[str], steps: int, opts: argparse.Namespace) -> 
     return {
         "train_seconds": seconds,
         "steps": fit.trainer.global_step,
+        "lr": lr,
         "parameters": params,
         "checkpoint": fit.trainer.checkpoint_callback.last_model_path,
     }
@@ -96,11 +98,14 @@ def markdown(report: dict) -> str:
         f"of {report['batch_size']} generated 15x15 mazes (depth-first search) in the same data "
         "order, with AdamW, for the steps listed; test mazes are generated with other seeds.",
         "",
-        "| model | parameters | train steps | train time (s) |",
-        "|---|---:|---:|---:|",
+        "| model | parameters | train steps | learning rate | train time (s) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, r in report["models"].items():
-        lines.append(f"| {name} | {r['parameters']:,} | {r['steps']} | {r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['steps']} | {r['lr']:g} | "
+            f"{r['train_seconds']:.0f} |"
+        )
     lines += [
         "",
         "| model | grid | mazes | F1 | exact match | test time (s) |",
@@ -125,6 +130,13 @@ def main() -> None:
         type=int,
         default=None,
         help="training steps of the baseline (default: --steps)",
+    )
+    parser.add_argument("--lr", type=float, default=0.01, help="AdamW learning rate")
+    parser.add_argument(
+        "--baseline-lr",
+        type=float,
+        default=None,
+        help="learning rate of the baseline (default: --lr)",
     )
     parser.add_argument(
         "--merge",
@@ -162,19 +174,19 @@ def main() -> None:
         report["command"] = f"{previous['command']}; {report['command']}"
     for name in opts.models:
         extra = MODELS[name]
-        steps = opts.steps if name == "metriplector" else opts.baseline_steps or opts.steps
-        result = train(name, extra, steps, opts)
-        cells = opts.cells if name == "metriplector" else opts.baseline_cells
+        ours = name == "metriplector"
+        steps = opts.steps if ours else opts.baseline_steps or opts.steps
+        lr = opts.lr if ours else opts.baseline_lr or opts.lr
+        result = train(name, extra, steps, lr, opts)
+        cells = opts.cells if ours else opts.baseline_cells
         result["tests"] = []
         for c in cells:
             size = (
-                opts.test_size
-                if name == "metriplector" or c <= 19
-                else min(opts.test_size, opts.baseline_large_size)
+                opts.test_size if ours or c <= 19 else min(opts.test_size, opts.baseline_large_size)
             )
             result["tests"].append(test(extra, result["checkpoint"], c, size, opts.batch_size))
             print(name, result["tests"][-1], flush=True)
-        report["models"][f"{name} ({steps} steps)"] = result
+        report["models"][f"{name} ({steps} steps, lr {lr:g})"] = result
     write_results("maze", report, markdown(report))
 
 
