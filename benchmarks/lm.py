@@ -6,7 +6,7 @@ the same number of training bytes, one after the other on the same machine. Reco
 bits/byte against bytes seen, training throughput, and generation speed (``step``, batch 1) at a
 short and a long context. Writes ``docs/benchmarks/lm.json``, ``lm.md`` and ``lm.png``::
 
-    python benchmarks/lm.py                       # about 1.5 hours on 2 CPU cores
+    python benchmarks/lm.py                       # about 30 minutes on 2 CPU cores
     python benchmarks/lm.py --steps 40 --val-every 20 --val-windows 16   # smoke run
 """
 
@@ -158,8 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=1500, help="training steps (16 x 256 bytes)")
-    parser.add_argument("--val-every", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (16 x 256 bytes)")
+    parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--val-windows", type=int, default=256)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--short-context", type=int, default=16)
