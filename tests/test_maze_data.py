@@ -8,7 +8,6 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
 from lit_metriplector.datamodules.maze import GeneratedMazes, MazeDataModule
@@ -32,6 +31,7 @@ from lit_metriplector.datamodules.mazes import (
     write_mazes_npz,
     write_mazes_text,
 )
+from tests.recording import fit_recording
 
 ALGORITHMS = ["dfs", "kruskal", "wilson"]
 
@@ -538,20 +538,9 @@ def fit_mazes(
 ) -> list[torch.Tensor]:
     """The batches of a `steps`-step run; with save_at, it checkpoints after that step."""
     # 10 mazes in batches of 4: 3 batches per epoch, the last one short.
-    dm = small(train_size=10)
-    model = Recorder()
-    checkpoint = ModelCheckpoint(tmp_path / "ckpt", "{step}", every_n_train_steps=save_at)
-    trainer = L.Trainer(
-        max_steps=steps,
-        logger=False,
-        callbacks=[checkpoint] if save_at else [],
-        enable_checkpointing=bool(save_at),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
+    return fit_recording(
+        Recorder(), small(train_size=10), tmp_path, steps, save_at, ckpt_path=ckpt_path
     )
-    trainer.fit(model, dm, ckpt_path=ckpt_path)
-    return model.batches
 
 
 @pytest.fixture(scope="module")

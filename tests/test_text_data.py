@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lit_metriplector.datamodules.text import ByteTextDataModule
+from tests.recording import fit_recording
 
 # Lightning's advice to use more workers; its warning on resuming mid-epoch from a dataloader
 # without state_dict (the datamodule holds that state); the resumed run's checkpoints joining the
@@ -250,9 +250,10 @@ class Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(tmp_path, steps: int, save_at: int | None = None, via: str = "", ckpt_path=None, workers=0):
-    """The batches of a `steps`-step run; with save_at, it saves a checkpoint at that step, at
-    the end of the training batch or (via="validation") after validating there."""
+def fit(
+    tmp_path, steps: int, save_at: int | None = None, via="train_batch", ckpt_path=None, workers=0
+):
+    """The batches of a `steps`-step run, checkpointed at save_at (see `fit_recording`)."""
     # 18 samples in batches of 4: 5 batches per epoch, the last one short.
     dm = ByteTextDataModule(
         write(tmp_path / "c.bin", random_bytes(3000)),
@@ -262,21 +263,7 @@ def fit(tmp_path, steps: int, save_at: int | None = None, via: str = "", ckpt_pa
         num_workers=workers,
         cache_dir=str(tmp_path / "cache"),
     )
-    model = Recorder()
-    on_batch = save_at if via == "train_batch" else None
-    checkpoint = ModelCheckpoint(tmp_path / "ckpt", "{step}", every_n_train_steps=on_batch)
-    trainer = L.Trainer(
-        max_steps=steps,
-        val_check_interval=save_at if via == "validation" else None,
-        logger=False,
-        callbacks=[checkpoint] if save_at else [],
-        enable_checkpointing=bool(save_at),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, dm, ckpt_path=ckpt_path)
-    return model.batches
+    return fit_recording(Recorder(), dm, tmp_path, steps, save_at, via, ckpt_path)
 
 
 @pytest.fixture(scope="module")
