@@ -4,7 +4,8 @@ Both models are trained through the shipped configs (``configs/lm.yaml``, ``conf
 matched parameter counts, the same recipe) on the benchmark corpus, with the same data order and
 the same number of training bytes, one after the other on the same machine. Records validation
 bits/byte against bytes seen, training throughput, and generation speed (``step``, batch 1) at a
-short and a long context. Writes ``docs/benchmarks/lm.json``, ``lm.md`` and ``lm.png``::
+short and a long context. Writes ``docs/benchmarks/<name>.json``, ``.md`` and ``.png`` (name
+``lm`` unless ``--name`` says otherwise)::
 
     python benchmarks/lm.py                       # about 30 minutes on 2 CPU cores
     python benchmarks/lm.py --steps 40 --val-every 20 --val-windows 16   # smoke run
@@ -115,7 +116,7 @@ def markdown(report: dict) -> str:
         "`../shared/data/english` (train / val splits); both models see the same batches in the "
         f"same order; validation on {report['val_windows']} fixed windows of 256 bytes.",
         "",
-        "![validation bits/byte against training bytes](lm.png)",
+        f"![validation bits/byte against training bytes]({report['name']}.png)",
         "",
         "| model | parameters | training bytes | final val bits/byte | train bytes/s | "
         "generate bytes/s (short) | generate bytes/s (long) |",
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--short-context", type=int, default=16)
     parser.add_argument("--long-context", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--name", default="lm", help="results file name in docs/benchmarks/")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "benchmark_lm")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
@@ -172,6 +174,7 @@ def main() -> None:
         "command": command(),
         "date": now(),
         "machine": machine(),
+        "name": opts.name,
         "val_windows": opts.val_windows,
         "short_context": opts.short_context,
         "long_context": opts.long_context,
@@ -191,8 +194,8 @@ def main() -> None:
         report["models"]["metriplector"]["curve"], gpt_final
     )
     DOCS.mkdir(parents=True, exist_ok=True)
-    plot(report, DOCS / "lm.png")
-    write_results("lm", report, markdown(report))
+    plot(report, DOCS / f"{opts.name}.png")
+    write_results(opts.name, report, markdown(report))
 
 
 if __name__ == "__main__":
