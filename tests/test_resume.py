@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lit_metriplector.cli import main
+from lit_metriplector.modules import MazeTask
 
 # configs/maze.yaml shrunk: 10 mazes of 3x3 cells in batches of 4 make 3 batches an epoch (the
 # last one short); checkpoints after every step, all kept, named by step.
@@ -107,3 +108,12 @@ def test_resumed_run_ends_with_the_uninterrupted_model(
     for index, state in expected_moments.items():
         for key, value in state.items():
             assert torch.equal(moments[index][key], value), (index, key)
+
+
+def test_cli_checkpoint_loads_without_the_config(uninterrupted: Path) -> None:
+    # The CLI saves the network's class_path and init_args with the weights.
+    path = uninterrupted / f"step={UNINTERRUPTED_STEPS}.ckpt"
+    task = MazeTask.load_from_checkpoint(path, map_location="cpu")
+    assert type(task.network).__name__ == "MazeNetwork"
+    for name, value in load(path)["state_dict"].items():
+        assert torch.equal(task.state_dict()[name], value), name

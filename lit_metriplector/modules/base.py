@@ -9,6 +9,7 @@ network output). The network is any ``nn.Module`` whose ``forward(x, diagnostics
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -48,7 +49,15 @@ class MetriplectorTask(L.LightningModule):
         test_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network", "optimizer", "lr_scheduler"])
+        # Under LightningCLI the hyperparameters are the parsed config, where the network is a
+        # class_path / init_args dict: keeping it lets load_from_checkpoint(path) rebuild it. A
+        # module passed in Python is no hyperparameter (its weights are in the state dict), so
+        # it is dropped; load_from_checkpoint(path, network=...) then takes it back.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Attribute 'network' is an instance of `nn.Module`")
+            self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if isinstance(self.hparams.get("network"), nn.Module):
+            del self.hparams["network"]
         self.network = network
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
