@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import time
 from pathlib import Path
 
@@ -65,18 +66,25 @@ def train(name: str, opts: argparse.Namespace) -> dict:
 
 
 @torch.no_grad()
-def generation_speed(network: torch.nn.Module, context: int, new: int = 64) -> float:
-    """Bytes per second of ``step`` at batch 1, after ``context`` bytes of prompt."""
+def generation_speed(
+    network: torch.nn.Module, context: int, new: int = 128, repeats: int = 3
+) -> float:
+    """Bytes per second of ``step`` at batch 1 after ``context`` bytes of prompt: the median of
+    ``repeats`` timings of ``new`` bytes, each after a fresh prompt (single timings of a fraction
+    of a second vary by a third on a shared CPU)."""
     network.eval()
-    state = network.init_state(1)
-    token = torch.zeros(1, dtype=torch.long)
-    for _ in range(context):
-        _, state = network.step(token, state)
-    start = time.perf_counter()
-    for _ in range(new):
-        logits, state = network.step(token, state)
-        token = logits.argmax(-1)
-    return new / (time.perf_counter() - start)
+    rates = []
+    for _ in range(repeats):
+        state = network.init_state(1)
+        token = torch.zeros(1, dtype=torch.long)
+        for _ in range(context):
+            _, state = network.step(token, state)
+        start = time.perf_counter()
+        for _ in range(new):
+            logits, state = network.step(token, state)
+            token = logits.argmax(-1)
+        rates.append(new / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def bytes_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
