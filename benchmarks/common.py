@@ -46,6 +46,20 @@ def command() -> str:
     )
 
 
+def provenance() -> dict:
+    """What every report starts with: the command, when, and on what."""
+    return {"command": command(), "date": now(), "machine": machine()}
+
+
+def run_line(report: dict) -> str:
+    """The command, date and machine of a report, as the opening of its markdown."""
+    m = report["machine"]
+    return (
+        f"`{report['command']}` on {report['date']}: {m['nproc']} CPUs ({m['cpu']}), GPU "
+        f"{m.get('gpu', 'none')}, torch {m['torch']}, {m['threads']} thread(s)"
+    )
+
+
 def write_results(name: str, results: dict, markdown: str, out: Path = DOCS) -> None:
     """``<out>/<name>.json`` and ``<out>/<name>.md`` (``docs/benchmarks`` by default)."""
     out.mkdir(parents=True, exist_ok=True)

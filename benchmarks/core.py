@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import command, machine, now, write_results
+from common import provenance, run_line, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -156,13 +156,11 @@ def bench_memory(args: argparse.Namespace) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    m, a = report["machine"], report["args"]
+    a = report["args"]
     lines = [
         "# Core benchmark: CG on perfect mazes",
         "",
-        f"`{report['command']}` on {report['date']}: {m['nproc']} CPUs ({m['cpu']}), "
-        f"torch {m['torch']}, {m['threads']} thread(s), {a['dtype']}, tol {a['tol']}, "
-        f"batch of {a['batch']} mazes.",
+        f"{run_line(report)}, {a['dtype']}, tol {a['tol']}, batch of {a['batch']} mazes.",
         "",
         "Walls: *closed* = kappa 0 across walls and mass2 0 (singular; the open sites form a "
         "tree), *leaky* = kappa_wall 1e-3, mass2 1e-4. Iterations: median over the batch "
@@ -228,9 +226,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     dtype_name, args.dtype = args.dtype, getattr(torch, args.dtype)
     report = dict(
-        command=command(),
-        date=now(),
-        machine=machine(),
+        **provenance(),
         args={**{k: v for k, v in vars(args).items() if k != "out"}, "dtype": dtype_name},
         solves=bench_solves(args),
         memory=bench_memory(args),

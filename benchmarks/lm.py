@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, ROOT, command, machine, now, write_results
+from common import DOCS, ROOT, provenance, run_line, write_results
 
 from lit_metriplector.cli import main as cli
+from lit_metriplector.modules.base import count_parameters
 
 CORPUS = ROOT.parent / "shared" / "data" / "english"
 CONFIGS = {"metriplector": "lm.yaml", "gpt": "lm_gpt.yaml"}
@@ -56,7 +57,7 @@ def train(name: str, opts: argparse.Namespace) -> dict:
                 # validation inside the epoch is logged at the step count before the last one
                 curve.append(((int(row["step"]) + 1) * batch_bytes, float(row["val/bpb"])))
     return {
-        "parameters": sum(p.numel() for p in fit.model.network.parameters()),
+        "parameters": count_parameters(fit.model.network),
         "steps": fit.trainer.global_step,
         "bytes": fit.trainer.global_step * batch_bytes,
         "train_seconds": seconds,
@@ -115,12 +116,11 @@ def plot(report: dict, path: Path) -> None:
 
 
 def markdown(report: dict) -> str:
-    m, models = report["machine"], report["models"]
+    models = report["models"]
     lines = [
         "# Language-model benchmark: Metriplector LM against a GPT baseline",
         "",
-        f"`{report['command']}` on {report['date']}: {m['nproc']} CPUs ({m['cpu']}), GPU "
-        f"{m['gpu']}, torch {m['torch']}, {m['threads']} threads. Corpus: "
+        f"{run_line(report)}. Corpus: "
         "`../shared/data/english` (train / val splits); both models see the same batches in the "
         f"same order; validation on {report['val_windows']} fixed windows of 256 bytes.",
         "",
@@ -179,9 +179,7 @@ def main() -> None:
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     report = {
-        "command": command(),
-        "date": now(),
-        "machine": machine(),
+        **provenance(),
         "name": opts.name,
         "val_windows": opts.val_windows,
         "short_context": opts.short_context,

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from common import DOCS, ROOT, command, machine, now, write_results
+from common import DOCS, ROOT, provenance, run_line, write_results
 
 from lit_metriplector.cli import main as cli
+from lit_metriplector.modules.base import count_parameters
 
 CONFIG = str(ROOT / "configs" / "maze.yaml")
 MODELS = {
@@ -53,7 +54,7 @@ def train(name: str, extra: list[str], steps: int, lr: float, opts: argparse.Nam
         ]
     )
     seconds = time.perf_counter() - start
-    params = sum(p.numel() for p in fit.model.network.parameters())
+    params = count_parameters(fit.model.network)
     return {
         "train_seconds": seconds,
         "steps": fit.trainer.global_step,
@@ -89,14 +90,12 @@ def test(extra: list[str], ckpt: str, cells: int, size: int, batch_size: int) ->
 
 
 def markdown(report: dict) -> str:
-    m = report["machine"]
     lines = [
         "# Maze benchmark: train on 15x15, test on larger mazes",
         "",
-        f"`{report['command']}` on {report['date']}: {m['nproc']} CPUs ({m['cpu']}), GPU "
-        f"{m['gpu']}, torch {m['torch']}, {m['threads']} threads. Every model trains on batches "
-        f"of {report['batch_size']} generated 15x15 mazes (depth-first search) in the same data "
-        "order, with AdamW, for the steps listed; test mazes are generated with other seeds.",
+        f"{run_line(report)}. Every model trains on batches of {report['batch_size']} "
+        "generated 15x15 mazes (depth-first search) in the same data order, with AdamW, for the "
+        "steps listed; test mazes are generated with other seeds.",
         "",
         "| model | parameters | train steps | learning rate | train time (s) |",
         "|---|---:|---:|---:|---:|",
@@ -162,9 +161,7 @@ def main() -> None:
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     report = {
-        "command": command(),
-        "date": now(),
-        "machine": machine(),
+        **provenance(),
         "batch_size": opts.batch_size,
         "models": {},
     }

@@ -65,17 +65,14 @@ def conjugate_gradient(
     x0: Tensor | None = None,
     tol: float = 1e-6,
     max_iter: int = 1000,
-    refresh: int | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Batched preconditioned CG for a symmetric PSD ``operator`` on ``(B, ...)`` tensors.
 
     Each sample stops on its own at ``||r|| <= tol ||b||`` (its updates are masked to zero), the
     loop ends when all have. Over thousands of float32 iterations the recursive residual drifts
-    from the true one and CG can stop on a residual it does not have: ``refresh`` replaces it by
-    ``b - A x`` every that many iterations (off by default: on singular systems the replacement
-    feeds rounding along the null space back in and stalls CG). Written without in-place updates,
-    so autograd can also backpropagate through the unrolled iterations (the reference the
-    implicit gradient is tested against).
+    from the true one and CG can stop on a residual it does not have, hence the check of the true
+    residual below. Written without in-place updates, so autograd can also backpropagate through
+    the unrolled iterations (the reference the implicit gradient is tested against).
 
     Returns:
         ``x`` and a ``SolveInfo`` with the *true* relative residual ``||b - A x|| / ||b||``;
@@ -91,7 +88,7 @@ def conjugate_gradient(
     p, rz = z, _dot(r, z)
     done = r.flatten(1).norm(dim=1) <= target
     iterations = torch.zeros_like(b_norm, dtype=torch.long)
-    for k in range(max_iter):
+    for _ in range(max_iter):
         if bool(done.all()):
             break
         ap = operator(p)
@@ -99,8 +96,6 @@ def conjugate_gradient(
         alpha = torch.where(done | (pap <= 0), 0.0, rz / torch.where(done | (pap <= 0), 1.0, pap))
         x = x + _per_sample(alpha, x) * p
         r = r - _per_sample(alpha, r) * ap
-        if refresh and (k + 1) % refresh == 0:
-            r = b - operator(x)
         iterations = iterations + (~done).long()
         done = done | (r.flatten(1).norm(dim=1) <= target)
         z = precondition(r)

@@ -19,6 +19,11 @@ from torch import Tensor, nn
 from ..core import Grid2D, MetriplectorLayer, RolloutReport, System
 
 
+def dipole(x: Tensor) -> Tensor:
+    """Unit source at the start and unit sink at the goal, ``(B, 1, H, W)``, of mazes ``x``."""
+    return x[:, 1:2] - x[:, 2:3]
+
+
 def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
     """The system a maze should configure, by hand: conductance 1 between open sites (``wall``
     on every other edge), a unit source at the start and a unit sink at the goal, screening
@@ -27,7 +32,7 @@ def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
     lattice = Grid2D(*x.shape[-2:])
     tail, head = lattice.endpoints(x[:, :1])
     kappa = wall + (1 - wall) * tail * head
-    source = x[:, 1:2] - x[:, 2:3]
+    source = dipole(x)
     return System(
         lattice, kappa, mass2=torch.full_like(source, mass2) if mass2 else None, source=source
     )
@@ -109,7 +114,7 @@ class MazeNetwork(nn.Module):
         lattice = Grid2D(*x.shape[-2:])
         walls = 1 - x[:, :1]
         h = self.encoder(x)
-        sources = self.source(x[:, 1:2] - x[:, 2:3]).chunk(len(self.blocks), dim=1)
+        sources = self.source(dipole(x)).chunk(len(self.blocks), dim=1)
         reports = []
         for block, source in zip(self.blocks, sources, strict=True):
             h, report = block(h, lattice, source, diagnostics, insulators=walls)
