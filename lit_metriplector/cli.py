@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import lightning as L
@@ -28,7 +29,18 @@ class MetriplectorCLI(LightningCLI):
         )
 
 
+def _show_package_messages() -> None:
+    """The package logs its data decisions (which corpus, how it is split) at INFO: show them on
+    the command line next to Lightning's, unless the user has configured logging."""
+    logger = logging.getLogger("lit_metriplector")
+    if not logger.handlers and not logging.getLogger().hasHandlers():
+        logger.addHandler(logging.StreamHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(args: list[str] | None = None) -> MetriplectorCLI:
+    _show_package_messages()
     # Lightning 2.6.6 calls a pytree API that torch 2.13 deprecates; nothing for users to act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     return MetriplectorCLI(

@@ -1,5 +1,7 @@
 """Every shipped config through the CLI: --help, --print_config, a fast_dev_run fit, predict."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,20 @@ def test_fast_dev_run_fit(config, tmp_path, monkeypatch):
     )
     assert cli.trainer.global_step == 2
     assert cli.trainer.state.finished
+
+
+def test_the_command_line_says_which_corpus_it_reads(tmp_path):
+    # A fresh process, as users run it: the package's INFO messages reach the terminal.
+    command = [sys.executable, "-m", "lit_metriplector", "fit", *tiny(ROOT / "configs" / "lm.yaml")]
+    run = subprocess.run(
+        [*command, "--trainer.fast_dev_run=true", "--trainer.enable_progress_bar=false"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "byte corpus: Python standard library sources" in run.stderr
 
 
 def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
