@@ -46,6 +46,7 @@ def train(name: str, extra: list[str], steps: int, lr: float, opts: argparse.Nam
         [
             "fit",
             *extra,
+            "--test_after_fit=false",  # tested below, per size
             f"--trainer.max_steps={steps}",
             f"--model.init_args.optimizer.init_args.lr={lr}",
             f"--data.init_args.batch_size={opts.batch_size}",

@@ -23,10 +23,20 @@ class MetriplectorCLI(LightningCLI):
     """LightningCLI with the data's decisions linked into the model."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="after fit, test the final model on the data's test sets (fit only)",
+        )
         # Test sets are named by the data (e.g. "39x39"); metrics are logged per name.
         parser.link_arguments(
             "data", "model.init_args.test_names", compute_fn=_test_names, apply_on="instantiate"
         )
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit") and not self.trainer.interrupted:
+            self.trainer.test(self.model, datamodule=self.datamodule)
 
 
 def _show_package_messages() -> None:

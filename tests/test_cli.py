@@ -107,6 +107,22 @@ def test_the_command_line_says_which_corpus_it_reads(tmp_path):
     assert "byte corpus: Python standard library sources" in run.stderr
 
 
+def test_maze_fit_ends_with_the_test_sets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    debug = ROOT / "configs" / "trainer" / "debug.yaml"
+    config = ROOT / "configs" / "maze.yaml"
+    cli = main(
+        ["fit", *tiny(config), "--config", str(debug), "--trainer.enable_progress_bar=false"]
+    )
+    assert cli.config["fit"]["test_after_fit"]
+    assert {"test/9x9/f1", "test/9x9/exact"} <= set(cli.trainer.callback_metrics)
+    cli = main(
+        ["fit", *tiny(config), "--config", str(debug), "--test_after_fit=false"]
+        + ["--trainer.enable_progress_bar=false"]
+    )
+    assert not any(key.startswith("test/") for key in cli.trainer.callback_metrics)
+
+
 def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(

@@ -123,6 +123,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
         "--data.init_args.train_cells=3",
         "--data.init_args.val_cells=3",
         "--data.init_args.train_size=16",
+        "--data.init_args.test_cells=[4]",  # configs/maze.yaml tests after fit
+        "--data.init_args.test_size=8",
         "--data.init_args.batch_size=4",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
