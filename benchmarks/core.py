@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_leaves
 from lit_metriplector.core import CGOptions, System, conjugate_gradient, solve
 from lit_metriplector.core.preconditioners import make_preconditioner
 from lit_metriplector.core.solver import default_max_iter
-from lit_metriplector.datamodules.mazes import make_example
+from lit_metriplector.datasets.mazes import make_example
 from lit_metriplector.networks.maze import ideal_system
 
 PRECONDITIONERS = ("none", "jacobi", "elimination")

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lit_metriplector.cli import main
-from lit_metriplector.datamodules.mazes import make_example
+from lit_metriplector.datasets.mazes import make_example
 from lit_metriplector.networks import DeepThinkingNetwork
 
 ROOT = Path(__file__).resolve().parents[1]

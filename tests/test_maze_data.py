@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_metriplector.datamodules.maze import GeneratedMazes, MazeDataModule
-from lit_metriplector.datamodules.mazes import (
+from lit_metriplector.datamodules import MazeDataModule
+from lit_metriplector.datasets.mazes import GeneratedMazes
+from lit_metriplector.datasets.mazes import (
     EXTRA,
     GOAL,
     MISSED,

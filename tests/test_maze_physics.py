@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lit_metriplector.core import CGOptions, solve
-from lit_metriplector.datamodules.mazes import (
+from lit_metriplector.datasets.mazes import (
     encode,
     generate_maze,
     random_endpoints,

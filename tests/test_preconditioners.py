@@ -8,7 +8,7 @@ import torch
 
 from lit_metriplector.core import CGOptions, Chain1D, DenseGraph, Grid2D, System, solve
 from lit_metriplector.core.preconditioners import elimination, jacobi, make_preconditioner
-from lit_metriplector.datamodules.mazes import make_example
+from lit_metriplector.datasets.mazes import make_example
 from lit_metriplector.networks.maze import ideal_system
 
 from .conftest import random_system

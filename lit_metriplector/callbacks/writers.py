@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from ..datamodules.mazes import decode, render_png, write_mazes_text
+from ..datasets.mazes import decode, render_png, write_mazes_text
 
 
 def prediction_name(trainer, dataloader_idx: int, prefix: str) -> str:

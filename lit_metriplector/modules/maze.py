@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from ..datamodules.mazes import decode, to_rgb
+from ..datasets.mazes import decode, to_rgb
 from ..metrics import ExactMatch, PathF1
 from .base import MetriplectorTask
 

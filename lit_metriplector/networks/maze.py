@@ -17,20 +17,26 @@ import torch
 from torch import Tensor, nn
 
 from ..core import Grid2D, MetriplectorLayer, RolloutReport, System
+from ..datasets.mazes import Channel
+
+
+def channel(x: Tensor, name: Channel) -> Tensor:
+    """One channel ``(B, 1, H, W)`` of encoded mazes ``x``."""
+    return x[:, name : name + 1]
 
 
 def dipole(x: Tensor) -> Tensor:
     """Unit source at the start and unit sink at the goal, ``(B, 1, H, W)``, of mazes ``x``."""
-    return x[:, 1:2] - x[:, 2:3]
+    return channel(x, Channel.START) - channel(x, Channel.GOAL)
 
 
 def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
     """The system a maze should configure, by hand: conductance 1 between open sites (``wall``
     on every other edge), a unit source at the start and a unit sink at the goal, screening
     ``mass2``. For ``wall = mass2 = 0`` all current flows along the path. ``x``: ``(B, 3, H, W)``
-    in the DataModule's encoding (channels open / start / goal)."""
+    encoded with the channels of ``datasets.mazes.Channel``."""
     lattice = Grid2D(*x.shape[-2:])
-    tail, head = lattice.endpoints(x[:, :1])
+    tail, head = lattice.endpoints(channel(x, Channel.OPEN))
     kappa = wall + (1 - wall) * tail * head
     source = dipole(x)
     return System(
@@ -112,7 +118,7 @@ class MazeNetwork(nn.Module):
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[RolloutReport]]:
         """Path logits ``(B, H, W)`` and, if asked, one report per layer."""
         lattice = Grid2D(*x.shape[-2:])
-        walls = 1 - x[:, :1]
+        walls = 1 - channel(x, Channel.OPEN)
         h = self.encoder(x)
         sources = self.source(dipole(x)).chunk(len(self.blocks), dim=1)
         reports = []

@@ -1,0 +1,7 @@
+"""Plain data libraries, one subpackage or module per domain, no Lightning: generation, file
+formats, pictures and torch datasets. The thin DataModules over them live in ``datamodules``.
+
+- ``mazes``: perfect mazes (generation, shortest paths, encoding, maze files, pictures)
+- ``text``: byte corpora (files, flat byte files, splits, windows)
+- ``files``: atomic writes shared by the caches and writers
+"""
