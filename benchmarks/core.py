@@ -29,7 +29,7 @@ from common import provenance, run_line, write_results
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from lit_metriplector.core import CGOptions, System, conjugate_gradient, solve
+from lit_metriplector.core import CGOptions, State, System, conjugate_gradient, rollout, solve
 from lit_metriplector.core.preconditioners import make_preconditioner
 from lit_metriplector.core.solver import default_max_iter
 from lit_metriplector.datasets.mazes import make_example
@@ -84,6 +84,46 @@ def bench_solves(args: argparse.Namespace) -> list[dict]:
                     )
                 )
                 print(rows[-1], flush=True)
+    return rows
+
+
+def solve_backward(system: System, options: CGOptions) -> None:
+    """One solve and its adjoint backward to kappa."""
+    kappa = system.kappa.detach().requires_grad_()
+    phi, _ = solve(system.replace(kappa=kappa), options)
+    (phi * system.source).sum().backward()
+
+
+def rollout_backward(system: System, options: CGOptions) -> None:
+    """An 8-step strang rollout with friction and mobility (one implicit CG solve per step),
+    backpropagated to kappa."""
+    kappa = system.kappa.detach().requires_grad_()
+    half = torch.full_like(system.source, 0.5)
+    moving = system.replace(kappa=kappa, gamma=half, mobility=half)
+    zero = torch.zeros_like(system.source)
+    final, _ = rollout(moving, State(zero, zero, zero[:, 0]), 0.2, 8, "strang", options=options)
+    (final.phi * system.source).sum().backward()
+
+
+def bench_reuse(args: argparse.Namespace) -> list[dict]:
+    """Forward + backward time of one solve and of a rollout with mobility solves, on the same
+    mazes: what building the preconditioner once per configured system saves."""
+    rows = []
+    for size in args.reuse_sizes:
+        system = maze_system(size, args.batch, *WALLS["leaky"], args.dtype)
+        for name in ("jacobi", "elimination"):
+            options = CGOptions(args.tol, preconditioner=name, dtype=args.dtype)
+            _, solve_seconds = timed(solve_backward, system, options, repeats=args.repeats)
+            _, rollout_seconds = timed(rollout_backward, system, options, repeats=args.repeats)
+            rows.append(
+                dict(
+                    size=size,
+                    preconditioner=name,
+                    solve_seconds=solve_seconds,
+                    rollout_seconds=rollout_seconds,
+                )
+            )
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -157,10 +197,43 @@ def bench_memory(args: argparse.Namespace) -> list[dict]:
 
 def markdown(report: dict) -> str:
     a = report["args"]
+    lines = [f"# Core benchmark ({', '.join(a['sections'])})", "", f"{run_line(report)}.", ""]
+    if "solves" in report:
+        lines += solves_markdown(report)
+    if "memory" in report:
+        lines += memory_markdown(report)
+    if "reuse" in report:
+        lines += reuse_markdown(report)
+    return "\n".join(lines) + "\n"
+
+
+def reuse_markdown(report: dict) -> list[str]:
     lines = [
-        "# Core benchmark: CG on perfect mazes",
+        "## Forward + backward with mobility solves",
         "",
-        f"{run_line(report)}, {a['dtype']}, tol {a['tol']}, batch of {a['batch']} mazes.",
+        "Leaky-wall mazes, batch of {batch}, tol {tol}, {dtype}: one `solve` with its adjoint "
+        "backward to kappa, and an 8-step `strang` rollout (friction 0.5, mobility 0.5, dt 0.2; "
+        "one implicit CG solve per step) backpropagated to kappa. Median seconds.".format(
+            **report["args"]
+        ),
+        "",
+        "| grid | preconditioner | solve fwd+bwd (s) | rollout fwd+bwd (s) |",
+        "|---|---|---:|---:|",
+    ]
+    for r in report["reuse"]:
+        lines.append(
+            f"| {r['size']}x{r['size']} | {r['preconditioner']} | {r['solve_seconds']:.4f} "
+            f"| {r['rollout_seconds']:.4f} |"
+        )
+    return lines + [""]
+
+
+def solves_markdown(report: dict) -> list[str]:
+    a = report["args"]
+    lines = [
+        "## CG on perfect mazes",
+        "",
+        f"{a['dtype']}, tol {a['tol']}, batch of {a['batch']} mazes.",
         "",
         "Walls: *closed* = kappa 0 across walls and mass2 0 (singular; the open sites form a "
         "tree), *leaky* = kappa_wall 1e-3, mass2 1e-4. Iterations: median over the batch "
@@ -184,8 +257,12 @@ def markdown(report: dict) -> str:
             f"| {r['residual']:.1e} | {r['seconds']:.3f} | {base['seconds'] / r['seconds']:.1f}x "
             f"| {r['setup_seconds']:.3f} |"
         )
-    lines += [
-        "",
+    return lines + [""]
+
+
+def memory_markdown(report: dict) -> list[str]:
+    a = report["args"]
+    lines = [
         f"## Peak memory of differentiating the solve ({a['memory_size']}x{a['memory_size']})",
         "",
         "Peak bytes of the tensor storages allocated by the solve plus the backward of "
@@ -203,7 +280,10 @@ def markdown(report: dict) -> str:
             f"| {r['walls']} | {r['preconditioner']} | {r['implicit_bytes'] / 1e6:.2f} "
             f"| {r['unrolled_bytes'] / 1e6:.2f} | {r['ratio']:.3g}x |"
         )
-    return "\n".join(lines) + "\n"
+    return lines + [""]
+
+
+SECTIONS = {"solves": bench_solves, "memory": bench_memory, "reuse": bench_reuse}
 
 
 def main() -> None:
@@ -221,6 +301,11 @@ def main() -> None:
         help="torch threads; on a shared machine, OpenMP threads that wait on busy cores make "
         "every operation up to 100x slower, so one thread gives the steadiest numbers",
     )
+    parser.add_argument("--reuse-sizes", type=int, nargs="+", default=[39, 99])
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to run"
+    )
+    parser.add_argument("--name", default="core", help="results file name in --out")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -228,10 +313,9 @@ def main() -> None:
     report = dict(
         **provenance(),
         args={**{k: v for k, v in vars(args).items() if k != "out"}, "dtype": dtype_name},
-        solves=bench_solves(args),
-        memory=bench_memory(args),
+        **{section: SECTIONS[section](args) for section in args.sections},
     )
-    write_results("core", report, markdown(report), args.out)
+    write_results(args.name, report, markdown(report), args.out)
 
 
 if __name__ == "__main__":

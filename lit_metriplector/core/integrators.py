@@ -22,7 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .solver import CGOptions, solve
+from .preconditioners import Preconditioner
+from .solver import CGOptions, solve, solve_dtype
 from .system import State, System, channel_mix, ledger_dtype
 
 Method = Literal["euler", "strang"]
@@ -67,8 +68,37 @@ def leapfrog_step(system: System, state: State, dt: Tensor | float) -> State:
     return State(phi, pi, state.s)
 
 
-def mobility_step(
+def implicit_system(system: System, phi: Tensor, dt: Tensor | float) -> System:
+    """The screened Poisson problem of the implicit mobility step from ``phi``: extra mass
+    ``1/(dt Gamma)``, source ``rho + phi/(dt Gamma)``, the quartic term lagged at ``phi``."""
+    inv = 1.0 / (dt * system.mobility).clamp_min(1e-12)
+    mass2 = inv if system.mass2 is None else system.mass2 + inv
+    if not system.is_linear:
+        mass2 = mass2 + system.quartic * (phi**2).sum(1, keepdim=True)
+    source = inv * phi if system.source is None else system.source + inv * phi
+    return System(system.lattice, system.kappa, mass2, source, coupling=system.coupling)
+
+
+def mobility_preconditioner(
     system: System, state: State, dt: Tensor | float, options: CGOptions | None = None
+) -> Preconditioner | None:
+    """The preconditioner of the implicit mobility step. Its operator ``I/(dt Gamma) + A`` does
+    not depend on the state or the sources when the system is linear, so one serves every step
+    of a rollout (and every adjoint solve); ``None`` when there is nothing to share."""
+    if system.mobility is None or not system.is_linear:
+        return None
+    options = options or CGOptions()
+    implicit = implicit_system(system, state.phi, dt)
+    implicit = implicit.to(solve_dtype(implicit, options))
+    return options.precondition(implicit, implicit.source)
+
+
+def mobility_step(
+    system: System,
+    state: State,
+    dt: Tensor | float,
+    options: CGOptions | None = None,
+    preconditioner: Preconditioner | None = None,
 ) -> State:
     """Implicit step of the gradient flow ``dphi/dt = -Gamma h``:
     ``(I + dt Gamma A) phi' = phi + dt Gamma rho``, solved as the screened Poisson problem with
@@ -79,17 +109,14 @@ def mobility_step(
     it in this form keeps it nonnegative under rounding. It becomes entropy, shared among sites in
     proportion to their dissipation ``d^2 / (dt Gamma)``, so ``E`` is unchanged up to the CG
     tolerance. With a lagged quartic term the plain difference of ``H`` is used (and ``S`` may
-    then decrease: the monitors report it).
+    then decrease: the monitors report it). ``preconditioner``: one from
+    ``mobility_preconditioner``, shared between steps.
     """
     if system.mobility is None:
         return state
     inv = 1.0 / (dt * system.mobility).clamp_min(1e-12)
-    mass2 = inv if system.mass2 is None else system.mass2 + inv
-    if not system.is_linear:
-        mass2 = mass2 + system.quartic * (state.phi**2).sum(1, keepdim=True)
-    source = inv * state.phi if system.source is None else system.source + inv * state.phi
-    implicit = System(system.lattice, system.kappa, mass2, source, coupling=system.coupling)
-    phi, _ = solve(implicit, options, x0=state.phi)
+    implicit = implicit_system(system, state.phi, dt)
+    phi, _ = solve(implicit, options, x0=state.phi, preconditioner=preconditioner)
     phi = phi.to(state.phi.dtype)
     step = phi - state.phi
     local = (inv * step**2).sum(1)
@@ -106,7 +133,11 @@ def mobility_step(
 
 
 def strang_step(
-    system: System, state: State, dt: Tensor | float, options: CGOptions | None = None
+    system: System,
+    state: State,
+    dt: Tensor | float,
+    options: CGOptions | None = None,
+    preconditioner: Preconditioner | None = None,
 ) -> State:
     """One symmetric splitting step (see the module docstring)."""
     half = 0.5 * dt
@@ -115,7 +146,7 @@ def strang_step(
         state = leapfrog_step(system, state, dt)
     else:
         state = leapfrog_step(system, state, half)
-        state = mobility_step(system, state, dt, options)
+        state = mobility_step(system, state, dt, options, preconditioner)
         state = leapfrog_step(system, state, half)
     return friction_step(system, rotation_step(system, state, half), half)
 
@@ -200,6 +231,7 @@ def _rollout(system, state, dt, steps, method, sources, diagnostics, options):
 
     if diagnostics:
         record()
+    shared = mobility_preconditioner(system, state, dt, options) if method == "strang" else None
     for k in range(steps):
         if sources is not None:
             old = 0.0 if system.source is None else system.source
@@ -208,7 +240,7 @@ def _rollout(system, state, dt, steps, method, sources, diagnostics, options):
         if method == "euler":
             state = euler_step(system, state, dt)
         else:
-            state = strang_step(system, state, dt, options)
+            state = strang_step(system, state, dt, options, shared)
         if diagnostics:
             record()
     if not diagnostics:

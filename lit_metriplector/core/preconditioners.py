@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -32,6 +33,7 @@ from torch import Tensor
 from .system import System
 
 Preconditioner = Callable[[Tensor], Tensor]
+PreconditionerName = Literal["none", "jacobi", "elimination"]
 
 
 def jacobi(system: System, like: Tensor) -> Preconditioner:
@@ -237,12 +239,16 @@ def elimination(
     return apply
 
 
-def make_preconditioner(name: str, system: System, like: Tensor) -> Preconditioner | None:
-    """Build the preconditioner ``name`` for ``system``; ``like`` fixes shape and dtype."""
+def make_preconditioner(
+    name: PreconditionerName, system: System, like: Tensor, **settings: int
+) -> Preconditioner | None:
+    """Build the preconditioner ``name`` for ``system``; ``like`` fixes shape and dtype;
+    ``settings`` go to ``elimination``."""
     if name == "none":
         return None
     if name == "jacobi":
-        return jacobi(system, like)
+        with torch.no_grad():
+            return jacobi(system, like)
     if name == "elimination":
-        return elimination(system, like)
-    raise ValueError(f"unknown preconditioner {name!r}; expected 'none', 'jacobi' or 'elimination'")
+        return elimination(system, like, **settings)
+    raise ValueError(f"unknown preconditioner {name!r}; expected one of {get_args(PreconditionerName)}")

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .preconditioners import Preconditioner, make_preconditioner
+from .preconditioners import Preconditioner, PreconditionerName, make_preconditioner
 from .system import System, ledger_dtype
 
 Operator = Callable[[Tensor], Tensor]
@@ -35,14 +35,6 @@ class SolveInfo:
     iterations: Tensor
     residual: Tensor
     converged: Tensor
-
-    def merge(self, other: SolveInfo) -> SolveInfo:
-        """Worst case of two solves (e.g. forward and adjoint)."""
-        return SolveInfo(
-            torch.maximum(self.iterations, other.iterations),
-            torch.maximum(self.residual, other.residual),
-            self.converged & other.converged,
-        )
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -113,7 +105,7 @@ def conjugate_gradient(
 
 @dataclass(frozen=True)
 class CGOptions:
-    """Settings of a solve.
+    """Settings of a solve: one typed group from the config down to the solver.
 
     Args:
         tol: relative residual at which a sample stops.
@@ -124,13 +116,35 @@ class CGOptions:
         dtype: precision of the solve; low-precision inputs (bf16/fp16) are promoted to it.
         flush_denormals: on CPU, flush denormal floats to zero while solving (several-fold
             faster on large lattices); torch's default (no flushing) is restored afterwards.
+        max_degree: elimination: only sites with at most this many neighbours are eliminated.
+        keep: elimination: an edge survives a level if it is among the ``keep`` strongest of
+            one of its endpoints.
+        max_levels: elimination: levels before a final Jacobi step.
     """
 
     tol: float = 1e-6
     max_iter: int | None = None
-    preconditioner: Literal["none", "jacobi", "elimination"] = "jacobi"
-    dtype: torch.dtype = torch.float32
+    preconditioner: PreconditionerName = "jacobi"
+    dtype: Literal["float32", "float64"] = "float32"
     flush_denormals: bool = True
+    max_degree: int = 6
+    keep: int = 4
+    max_levels: int = 64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dtype, torch.dtype):  # Python callers may pass torch.float64
+            object.__setattr__(self, "dtype", str(self.dtype).removeprefix("torch."))
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def precondition(self, system: System, like: Tensor) -> Preconditioner | None:
+        """The configured preconditioner of ``system`` (``like`` fixes shape and dtype)."""
+        settings = dict(max_degree=self.max_degree, keep=self.keep, max_levels=self.max_levels)
+        return make_preconditioner(self.preconditioner, system, like, **settings)
 
 
 @contextmanager
@@ -162,8 +176,9 @@ def _grounding(system: System, like: Tensor):
     return ground
 
 
-def _pcg(system: System, b: Tensor, options: CGOptions, x0: Tensor | None) -> tuple:
-    pre: Preconditioner = make_preconditioner(options.preconditioner, system, b)
+def _pcg(
+    system: System, b: Tensor, options: CGOptions, x0: Tensor | None, pre: Preconditioner | None
+) -> tuple:
     max_iter = options.max_iter or default_max_iter(system)
     ground = _grounding(system, b) if system.is_unscreened else None
     if ground is not None:  # A is singular: solve within its range
@@ -189,11 +204,14 @@ class _ImplicitSolve(torch.autograd.Function):
     """``phi = A(kappa, mass2, W)^-1 source`` with the adjoint-method backward."""
 
     @staticmethod
-    def forward(ctx, kappa, mass2, source, coupling, x0, lattice, options):
+    def forward(ctx, kappa, mass2, source, coupling, x0, lattice, options, pre):
         system = System(lattice, kappa, mass2=mass2, coupling=coupling)
-        phi, info = _pcg(system, source, options, x0)
+        if pre is None:  # built once, for the forward solve and its adjoint
+            pre = options.precondition(system, source)
+        phi, info = _pcg(system, source, options, x0, pre)
         _warn_unconverged(info, "solve")
         ctx.lattice, ctx.options, ctx.source_shape = lattice, options, source.shape
+        ctx.pre = pre
         ctx.save_for_backward(kappa, mass2, coupling, phi)
         ctx.mark_non_differentiable(info.iterations, info.residual, info.converged)
         return phi, info.iterations, info.residual, info.converged
@@ -203,9 +221,9 @@ class _ImplicitSolve(torch.autograd.Function):
         kappa, mass2, coupling, phi = ctx.saved_tensors
         lattice = ctx.lattice
         system = System(lattice, kappa, mass2=mass2, coupling=coupling)
-        lam, info = _pcg(system, grad_phi.to(phi.dtype), ctx.options, None)
+        lam, info = _pcg(system, grad_phi.to(phi.dtype), ctx.options, None, ctx.pre)
         _warn_unconverged(info, "adjoint solve")
-        grads = [None] * 7
+        grads = [None] * 8
         if ctx.needs_input_grad[0]:
             grads[0] = (-lattice.grad(lam) * lattice.grad(phi)).sum_to_size(kappa.shape)
         if ctx.needs_input_grad[1]:
@@ -217,8 +235,16 @@ class _ImplicitSolve(torch.autograd.Function):
         return tuple(grads)
 
 
+def solve_dtype(system: System, options: CGOptions) -> torch.dtype:
+    """Precision of a solve: the configured one, or higher if the source is."""
+    return torch.promote_types(options.torch_dtype, ledger_dtype(system.source.dtype))
+
+
 def solve(
-    system: System, options: CGOptions | None = None, x0: Tensor | None = None
+    system: System,
+    options: CGOptions | None = None,
+    x0: Tensor | None = None,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Equilibrium ``phi* = A^-1 source`` of a linear dissipative system, differentiable.
 
@@ -231,7 +257,9 @@ def solve(
 
     Gradients reach ``kappa``, ``mass2``, ``source`` and ``coupling`` through the adjoint solve.
     The solve runs in ``options.dtype`` (float32 by default) even under bf16 autocast; the result
-    is returned in that precision.
+    is returned in that precision. The preconditioner is built once and serves the adjoint solve
+    too; pass one built by ``options.precondition`` (on the system cast to ``solve_dtype``) to
+    share it between solves of one operator, e.g. the steps of a rollout.
 
     Returns:
         ``phi*`` and the per-sample ``SolveInfo`` of the forward solve.
@@ -241,7 +269,7 @@ def solve(
     if system.source is None:
         raise ValueError("solve() needs a source: with none the equilibrium is phi = 0")
     options = options or CGOptions()
-    dtype = torch.promote_types(options.dtype, ledger_dtype(system.source.dtype))
+    dtype = solve_dtype(system, options)
 
     def cast(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(dtype)
@@ -256,5 +284,6 @@ def solve(
             None if x0 is None else cast(x0.detach()),
             system.lattice,
             options,
+            preconditioner,
         )
     return phi, SolveInfo(iterations, residual, converged)
