@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MeanSquaredError, MetricCollection
 
 from lit_metriplector.callbacks import EnergyMonitor, EntropyMonitor, FieldImageLogger
-from lit_metriplector.core import Chain1D, MetriplectorLayer
+from lit_metriplector.core import Chain1D, MetriplectorLayer, Rollout
 from lit_metriplector.datamodules import MazeDataModule
 from lit_metriplector.modules import MazeTask, MetriplectorTask
 from lit_metriplector.networks import MazeNetwork
@@ -151,7 +151,7 @@ class ChainNetwork(nn.Module):
         super().__init__()
         self.inp = nn.Conv1d(1, 8, 1)
         self.layer = MetriplectorLayer(
-            8, dim=1, fields=2, solver="strang", branch="full", steps=4, rotation=True
+            8, dim=1, fields=2, dynamics=Rollout(branch="full", steps=4, rotation=True)
         )
         self.out = nn.Conv1d(8, 1, 1)
 

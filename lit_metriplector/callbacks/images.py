@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from ..core import RolloutReport
+from ..core import DynamicsReport
 from .probe import ProbeCallback
 
 
@@ -39,7 +39,7 @@ def tile(images: list[Tensor], gap: int = 1) -> Tensor:
     return torch.cat(row[:-1], 2)
 
 
-def field_panels(report: RolloutReport, sample: int) -> dict[str, Tensor]:
+def field_panels(report: DynamicsReport, sample: int) -> dict[str, Tensor]:
     """Images of one sample: each field ``phi_a`` (diverging), and on lattices with directions
     the current magnitude ``<|kappa grad phi_a|>`` per field."""
     system, phi = report.system, report.state.phi.float()
@@ -70,7 +70,7 @@ class FieldImageLogger(ProbeCallback):
         self._warned = False
 
     def on_probe(
-        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[RolloutReport]
+        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[DynamicsReport]
     ) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not loggers:

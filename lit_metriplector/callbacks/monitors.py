@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..core import RolloutReport
+from ..core import DynamicsReport
 from .probe import ProbeCallback
 
 
@@ -21,7 +21,7 @@ class EnergyMonitor(ProbeCallback):
     """
 
     def on_probe(
-        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[RolloutReport]
+        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[DynamicsReport]
     ) -> None:
         metrics = {}
         for i, report in enumerate(reports):
@@ -58,7 +58,7 @@ class EntropyMonitor(ProbeCallback):
         self.violations = 0
 
     def on_probe(
-        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[RolloutReport]
+        self, trainer, pl_module, batch: Any, output: Tensor, reports: list[DynamicsReport]
     ) -> None:
         metrics = {}
         for i, report in enumerate(reports):

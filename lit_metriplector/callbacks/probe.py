@@ -9,7 +9,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
 
-from ..core import RolloutReport
+from ..core import DynamicsReport
 
 
 def _slice(batch: Any, size: int) -> Any:
@@ -55,7 +55,7 @@ class ProbeCallback(L.Callback):
         pl_module: L.LightningModule,
         batch: Any,
         output: Tensor,
-        reports: list[RolloutReport],
+        reports: list[DynamicsReport],
     ) -> None:
         raise NotImplementedError
 

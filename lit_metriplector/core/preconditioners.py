@@ -251,4 +251,6 @@ def make_preconditioner(
             return jacobi(system, like)
     if name == "elimination":
         return elimination(system, like, **settings)
-    raise ValueError(f"unknown preconditioner {name!r}; expected one of {get_args(PreconditionerName)}")
+    raise ValueError(
+        f"unknown preconditioner {name!r}; expected one of {get_args(PreconditionerName)}"
+    )

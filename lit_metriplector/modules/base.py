@@ -4,7 +4,7 @@ public hook through which callbacks ask for rollout diagnostics.
 Tasks subclass ``MetriplectorTask`` and fill in the template methods ``split_batch``,
 ``compute_loss`` and ``build_metrics`` (and ``predict_step`` where predictions need more than the
 network output). The network is any ``nn.Module`` whose ``forward(x, diagnostics=False)`` returns
-``(output, reports)``, ``reports`` being a list of ``RolloutReport`` (empty unless asked).
+``(output, reports)``, ``reports`` being a list of ``DynamicsReport`` (empty unless asked).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from ..core import RolloutReport
+from ..core import DynamicsReport
 
 STAGES = ("train", "val", "test")
 
@@ -83,7 +83,7 @@ class MetriplectorTask(L.LightningModule):
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[RolloutReport]]:
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         return self.network(x, diagnostics=diagnostics)
 
     def configure_model(self) -> None:
@@ -138,7 +138,7 @@ class MetriplectorTask(L.LightningModule):
         return self(inputs)[0]
 
     @torch.no_grad()
-    def rollout_diagnostics(self, batch: Any) -> tuple[Tensor, list[RolloutReport]]:
+    def rollout_diagnostics(self, batch: Any) -> tuple[Tensor, list[DynamicsReport]]:
         """Run the network on ``batch`` with every diagnostic on (energy and entropy ledgers,
         CG iterations and residuals, final fields): the output and one report per Metriplector
         layer. For callbacks; does not touch metrics or the autograd graph."""

@@ -11,13 +11,21 @@ no screening (the current does not die out along long paths).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
-from ..core import Grid2D, MetriplectorLayer, RolloutReport, System
+from ..core import (
+    CGOptions,
+    DynamicsReport,
+    Equilibrium,
+    Grid2D,
+    Heads,
+    MetriplectorLayer,
+    System,
+)
 from ..datasets.mazes import Channel
+
+MAZE_SOLVER = CGOptions(tol=1e-5, preconditioner="elimination")
 
 
 def channel(x: Tensor, name: Channel) -> Tensor:
@@ -64,10 +72,9 @@ class MazeNetwork(nn.Module):
         layers: Metriplector layers (each one a CG solve).
         encoder_layers: 3x3 convolutions before the first layer.
         edge_rank: rank of the pair factor of the conductance (0: site conductivities only).
-        tol: CG relative residual.
-        max_iter: CG iteration cap (``None``: scales with the maze).
-        preconditioner: CG preconditioner; ``"elimination"`` is exact on a perfect maze's tree of
-            open sites, so a solve takes a couple of iterations at any size.
+        solver: settings of the CG solves; the ``"elimination"`` preconditioner is exact on a
+            perfect maze's tree of open sites, so a solve takes a couple of iterations at any
+            size.
         mass2: fixed screening mass (``None``: learned per site). The default 0 solves the
             unscreened (grounded) Poisson equation, which has no length scale to outgrow: any
             screening, learned or fixed, sets a decay length ``sqrt(kappa / mass2)`` that the
@@ -83,28 +90,22 @@ class MazeNetwork(nn.Module):
         layers: int = 1,
         encoder_layers: int = 2,
         edge_rank: int = 0,
-        tol: float = 1e-5,
-        max_iter: int | None = None,
-        preconditioner: Literal["none", "jacobi", "elimination"] = "elimination",
+        solver: CGOptions = MAZE_SOLVER,
         mass2: float | None = 0.0,
         conductivity_floor: float = 0.1,
     ) -> None:
         super().__init__()
         self.encoder = conv_stack(3, features, encoder_layers)
+        heads = Heads(
+            edge_rank=edge_rank,
+            conductivity_floor=conductivity_floor,
+            mass2=mass2,
+            coupling=False,
+            source="input",
+        )
         self.blocks = nn.ModuleList(
             MetriplectorLayer(
-                features,
-                dim=2,
-                fields=fields,
-                solver="cg",
-                edge_rank=edge_rank,
-                tol=tol,
-                max_iter=max_iter,
-                preconditioner=preconditioner,
-                coupling=False,
-                conductivity_floor=conductivity_floor,
-                mass2=mass2,
-                external_source=True,
+                features, dim=2, fields=fields, dynamics=Equilibrium(solver), heads=heads
             )
             for _ in range(layers)
         )
@@ -115,15 +116,15 @@ class MazeNetwork(nn.Module):
             nn.Conv2d(features, features, 1), nn.GELU(), nn.Conv2d(features, 1, 1)
         )
 
-    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[RolloutReport]]:
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Path logits ``(B, H, W)`` and, if asked, one report per layer."""
         lattice = Grid2D(*x.shape[-2:])
-        walls = 1 - channel(x, Channel.OPEN)
-        h = self.encoder(x)
+        open_sites = channel(x, Channel.OPEN)
+        features = self.encoder(x)
         sources = self.source(dipole(x)).chunk(len(self.blocks), dim=1)
         reports = []
         for block, source in zip(self.blocks, sources, strict=True):
-            h, report = block(h, lattice, source, diagnostics, insulators=walls)
+            features, report = block(features, lattice, source, diagnostics, open_sites)
             if report is not None:
                 reports.append(report)
-        return self.head(h).squeeze(1), reports
+        return self.head(features).squeeze(1), reports
