@@ -3,5 +3,8 @@ formats, pictures and torch datasets. The thin DataModules over them live in ``d
 
 - ``mazes``: perfect mazes (generation, shortest paths, encoding, maze files, pictures)
 - ``text``: byte corpora (files, flat byte files, splits, windows)
+- ``sudoku``: Sudoku boards (exact solver, seeded generator, file formats, augmentation,
+  constraint structure, pictures)
+- ``images``: CIFAR-10/100 and (Fashion-)MNIST readers (md5, restricted unpickler, IDX)
 - ``files``: atomic writes shared by the caches and writers
 """
