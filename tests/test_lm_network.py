@@ -1,25 +1,25 @@
 """Metriplector byte LM: the parallel scan equals stepping, causality, the exact propagator against
-the core's vector field, energy balance per step, gradients and size."""
+the core's vector field, energy balance per step, diagnostics from the core's exact integrator,
+gradients and size."""
 
 import pytest
 import torch
 
 from lit_metriplector.core import DenseGraph, State, System, stress_energy
-from lit_metriplector.networks.lm import (
-    MetriplectorLM,
+from lit_metriplector.core.modes import (
     _sites,
-    cadd,
-    cmul,
     dissipation,
     energy_density,
+    exact_map,
     fixed_point,
     from_eigen,
-    linear_recurrence,
     mass2,
     mode_system,
     propagator,
     to_eigen,
 )
+from lit_metriplector.core.scan import cadd, cmul, linear_recurrence
+from lit_metriplector.networks.lm import MetriplectorLM
 
 
 @pytest.fixture(autouse=True)
@@ -111,16 +111,21 @@ def test_propagator_is_the_exact_flow_of_the_core_vector_field():
     assert torch.allclose(stepped, expected[:, :2, 0], rtol=1e-10, atol=1e-10)
 
 
+def first_block_dynamics(model: MetriplectorLM, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Rest points, steps, ``(Omega, gamma)`` and the modes' ``phi``, ``pi`` after each byte
+    ``(B, T, C)`` in the first block, as its forward computes them."""
+    block = model.blocks[0]
+    rest, dt = block.configure(model.embedding(idx), torch.float64)
+    frequency, friction = block.constants(torch.float64)
+    w = linear_recurrence(*exact_map(rest, dt, frequency, friction))
+    return rest, dt, frequency, friction, *from_eigen(w, frequency, friction)
+
+
 def test_energy_lost_per_step_is_the_friction_heat():
     model = tiny()
     idx = torch.randint(0, 256, (2, 12))
-    _, reports = model(idx, diagnostics=True)
-    block, report = model.blocks[0], reports[0]
-    rest, dt = block.configure(model.embedding(idx).double(), torch.float64)
-    frequency, friction = block.constants(torch.float64)
-    rho = report.system.source.transpose(1, 2)  # (B, T, C)
-    assert torch.allclose(rho, mass2(frequency, friction) * rest)
-    phi, pi = (x.transpose(1, 2) for x in (report.state.phi, report.state.pi))
+    rest, dt, frequency, friction, phi, pi = first_block_dynamics(model, idx)
+    rho = mass2(frequency, friction) * rest
     before = [torch.nn.functional.pad(x, [0, 0, 1, 0])[:, :-1] for x in (phi, pi)]
 
     def energy(phi, pi):  # per mode, with the source of the step
@@ -145,15 +150,26 @@ def test_energy_lost_per_step_is_the_friction_heat():
     star = fixed_point(rest, frequency, friction)
     offset = (w[0] - star[0], w[1] - star[1])
     assert torch.allclose(dissipation(offset, dt, frequency, friction), heat, rtol=1e-9, atol=1e-12)
-    # the model's ledgers: closed-form heat, work of the source switches
-    for report in reports:
+
+
+def test_diagnostics_run_the_forward_dynamics_through_the_core_exact_integrator():
+    model = tiny()
+    idx = torch.randint(0, 256, (2, 12))
+    logits, reports = model(idx, diagnostics=True)
+    assert torch.equal(logits, model(idx)[0])  # diagnostics do not change the computation
+    rest, dt, frequency, friction, phi, pi = first_block_dynamics(model, idx)
+    final, system = reports[0].state, reports[0].system
+    assert torch.allclose(final.phi[..., 0], phi[:, -1], atol=1e-12)
+    assert torch.allclose(final.pi[..., 0], pi[:, -1], atol=1e-12)
+    assert torch.allclose(system.source[..., 0], mass2(frequency, friction) * rest[:, -1])
+    for report in reports:  # closed-form heat, work of the source switches
         ledger = report.ledger
         assert ledger.hamiltonian.shape == (13, 2) and ledger.energy.dtype == torch.float64
         assert (ledger.relative_drift() <= 1e-10).all()
         assert (ledger.entropy_production() >= 0).all()
         assert torch.allclose(report.entropy_produced, ledger.entropy[-1])
-        assert report.state.phi.shape == (2, 6, 12) and report.state.s.shape == (2, 12)
-        assert report.system.lattice.site_shape == (12,)
+        assert torch.allclose(report.entropy_produced, report.state.s[:, 0])
+        assert report.state.phi.shape == (2, 6, 1) and isinstance(report.system, System)
 
 
 def test_readout_is_the_core_stress_energy_of_one_site():

@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 
 from lit_metriplector.datamodules import MazeDataModule
-from lit_metriplector.datasets.mazes import GeneratedMazes
 from lit_metriplector.datasets.mazes import (
     EXTRA,
     GOAL,
     MISSED,
     PATH,
     START,
+    GeneratedMazes,
     Maze,
     MazeFormatError,
     decode,

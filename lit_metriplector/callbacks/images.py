@@ -55,8 +55,9 @@ def field_panels(report: DynamicsReport, sample: int) -> dict[str, Tensor]:
 
 class FieldImageLogger(ProbeCallback):
     """Every N steps, images of the probe batch in TensorBoard: per layer the fields and the
-    current they carry, and the task's picture of prediction against target (if the module has
-    ``render_prediction``). Without a TensorBoard logger it does nothing (and says so once).
+    current they carry, and the task's picture of prediction against target (if its
+    ``render_prediction`` draws one). Without a TensorBoard logger it does nothing (and says so
+    once).
 
     Args:
         every_n_steps: interval in optimizer steps.
@@ -79,8 +80,7 @@ class FieldImageLogger(ProbeCallback):
                 self._warned = True
             return
         step = trainer.global_step
-        render = getattr(pl_module, "render_prediction", None)
-        predictions = None if render is None else render(batch, output)
+        predictions = pl_module.render_prediction(batch, output)
         count = min(self.max_images, output.shape[0])
         for logger in loggers:
             for n in range(count):

@@ -1,7 +1,16 @@
-"""Prediction writers: what ``predict`` leaves on disk."""
+"""Prediction writers: what ``predict`` leaves on disk.
+
+Each writer owns its ``output_dir``: a prediction run clears what the previous run wrote there
+before writing, and records which checkpoint made the files, so the outputs of two models never
+mix. A folder that holds files the writer did not write is never touched: the run stops with an
+error naming it.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +18,12 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from ..datasets.mazes import decode, render_png, write_mazes_text
+from ..errors import ConfigError
+from ..modules.lm import TextPrediction
+from ..modules.maze import MazePrediction
+
+# The writer's mark on a folder it owns; it also says which model wrote the predictions.
+MANIFEST = "predictions.json"
 
 
 def prediction_name(trainer, dataloader_idx: int, prefix: str) -> str:
@@ -17,7 +32,36 @@ def prediction_name(trainer, dataloader_idx: int, prefix: str) -> str:
     return names[dataloader_idx] if names else f"{prefix}{dataloader_idx}"
 
 
-class MazeWriter(BasePredictionWriter):
+class FolderWriter(BasePredictionWriter):
+    """A batch-wise prediction writer that owns ``output_dir`` (see the module docstring)."""
+
+    def __init__(self, output_dir: str) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self._claim(trainer)
+        trainer.strategy.barrier("FolderWriter.on_predict_start")
+
+    def _claim(self, trainer) -> None:
+        folder = self.output_dir
+        if folder.exists():
+            if any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+                raise ConfigError(
+                    f"prediction folder {folder} holds files that lit_metriplector did not write; "
+                    f"choose another output_dir or empty it"
+                )
+            shutil.rmtree(folder)  # only what an earlier prediction run wrote
+        folder.mkdir(parents=True)
+        manifest = {
+            "checkpoint": trainer.ckpt_path,
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+class MazeWriter(FolderWriter):
     """Writes each predicted maze as a PNG (prediction against target: extra sites and missed
     sites coloured) and each batch as a text file with the predicted path marked ``*``.
 
@@ -27,15 +71,14 @@ class MazeWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: str = "predictions", scale: int = 8) -> None:
-        super().__init__(write_interval="batch")
-        self.output_dir = Path(output_dir)
+        super().__init__(output_dir)
         self.scale = scale
 
     def write_on_batch_end(
         self,
         trainer,
         pl_module,
-        prediction: dict,
+        prediction: MazePrediction,
         batch_indices,
         batch: Any,
         batch_idx: int,
@@ -60,7 +103,7 @@ class MazeWriter(BasePredictionWriter):
         write_mazes_text(folder / f"{batch_idx:04d}.txt", mazes, marks)
 
 
-class TextWriter(BasePredictionWriter):
+class TextWriter(FolderWriter):
     """Writes each prompt with its generated continuation to ``<output_dir>/<name>.txt`` (UTF-8;
     bytes that do not decode become U+FFFD). The name is the DataModule's
     ``predict_names[dataloader_idx]``, else ``prompt<dataloader_idx>``: one prompt per dataloader
@@ -71,14 +114,13 @@ class TextWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: str = "predictions/lm") -> None:
-        super().__init__(write_interval="batch")
-        self.output_dir = Path(output_dir)
+        super().__init__(output_dir)
 
     def write_on_batch_end(
         self,
         trainer,
         pl_module,
-        prediction: dict,
+        prediction: TextPrediction,
         batch_indices,
         batch: Any,
         batch_idx: int,
@@ -88,7 +130,6 @@ class TextWriter(BasePredictionWriter):
             raise ValueError("TextWriter writes one file per dataloader: one prompt in each")
         name = prediction_name(trainer, dataloader_idx, "prompt")
         data = bytes(torch.cat([prediction["prompt"][0], prediction["generated"][0]]).tolist())
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / f"{name}.txt").write_text(
             data.decode("utf-8", errors="replace"), encoding="utf-8"
         )

@@ -1,4 +1,4 @@
-"""Time integrators for the metriplectic dynamics (DESIGN.md §2.3).
+"""Time integrators for the metriplectic dynamics (docs/physics.md, "Integrators").
 
 - ``euler``: ``z <- z + dt dz/dt``, the paper's choice; the energy drifts.
 - ``strang``: a symmetric splitting whose sub-steps are exact or structure preserving::
@@ -8,6 +8,9 @@
 
   Friction and mobility move exactly the energy they remove into ``T0 S``; the Cayley rotation
   preserves ``|pi|``; so the energy error comes from leapfrog alone: bounded, ``O(dt^2)``.
+
+- ``exact``: independent linear damped modes (no conductance, diagonal coupling, no rotation,
+  quartic or mobility) have an exact step; ``core/modes.py`` runs all steps at once.
 
 Sources that change between steps do work on the system; ``rollout`` records it so that the
 ledger ``E - W_ext`` is the conserved quantity.
@@ -26,7 +29,7 @@ from .preconditioners import Preconditioner
 from .solver import CGOptions, solve, solve_dtype
 from .system import State, System, channel_mix, ledger_dtype
 
-Method = Literal["euler", "strang"]
+Method = Literal["euler", "strang", "exact"]
 
 
 def euler_step(system: System, state: State, dt: Tensor | float) -> State:
@@ -194,9 +197,10 @@ def rollout(
     Args:
         system: the configured system.
         state: initial state.
-        dt: step size (float or learned scalar tensor).
+        dt: step size (float or learned scalar tensor); for ``"exact"`` also per site and
+            field, or per step (see ``modes.exact_rollout``).
         steps: number of steps.
-        method: ``"euler"`` or ``"strang"``.
+        method: ``"euler"``, ``"strang"`` or ``"exact"`` (``modes.exact_rollout``).
         sources: optional source per step (``len >= steps``), switched on before each step; the
             work ``-(rho_new - rho_old) . phi`` they do is recorded.
         diagnostics: record ``H``, ``E``, ``S`` and the external work after every step.
@@ -216,18 +220,22 @@ def rollout(
 
 
 def _rollout(system, state, dt, steps, method, sources, diagnostics, options):
-    if method not in ("euler", "strang"):
-        raise ValueError(f"unknown integrator {method!r}; expected 'euler' or 'strang'")
+    if method not in ("euler", "strang", "exact"):
+        raise ValueError(f"unknown integrator {method!r}; expected 'euler', 'strang' or 'exact'")
     if sources is not None and len(sources) < steps:
         raise ValueError(f"{len(sources)} sources given for {steps} steps")
+    if method == "exact":
+        from .modes import exact_rollout  # modes builds on this module's Diagnostics
+
+        return exact_rollout(system, state, dt, steps, sources, diagnostics)
     records: list[tuple[Tensor, ...]] = []
     work = torch.zeros(state.phi.shape[0], dtype=state.phi.dtype, device=state.phi.device)
 
     def record() -> None:
         with torch.no_grad():
-            h = system.hamiltonian(state.phi, state.pi)
+            hamiltonian = system.hamiltonian(state.phi, state.pi)
             s = system.entropy(state.s)
-            records.append((h, h + system.temperature * s, s, work.clone()))
+            records.append((hamiltonian, hamiltonian + system.temperature * s, s, work.clone()))
 
     if diagnostics:
         record()

@@ -118,6 +118,7 @@ class Heads:
     coupling: bool = True
     source: Literal["features", "input"] = "features"
 
+
 def pointwise(linear: nn.Linear, h: Tensor) -> Tensor:
     """Apply a linear map to the channel axis of ``(B, D, *sites)``."""
     return linear(h.movedim(1, -1)).movedim(-1, 1)

@@ -1,4 +1,4 @@
-"""Readout: the stress-energy tensor ``T^{mu nu}`` of the fields (DESIGN.md §2.5).
+"""Readout: the stress-energy tensor ``T^{mu nu}`` of the fields (docs/physics.md, "Readout").
 
 Site-centred, per field, signature ``(+, -, ...)``. ``<.>`` averages edge quantities onto sites
 (each edge gives half to each endpoint, so ``sum_x T^00_x = H`` exactly)::

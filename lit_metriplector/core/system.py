@@ -1,4 +1,5 @@
-"""The configured physical system and its metriplectic dynamics (DESIGN.md §2.1–2.2).
+"""The configured physical system and its metriplectic dynamics (docs/physics.md, "The
+configured system").
 
 State ``z = (phi, pi, s)``: ``C`` fields ``phi`` and momenta ``pi`` of shape ``(B, C, *sites)``
 (``pi is None`` on the dissipative branch) and an entropy density ``s`` of shape ``(B, *sites)``.

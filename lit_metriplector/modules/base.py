@@ -1,16 +1,17 @@
 """The shared LightningModule: loss, per-stage torchmetrics, optimizer wiring, predict, and the
 public hook through which callbacks ask for rollout diagnostics.
 
-Tasks subclass ``MetriplectorTask`` and fill in the template methods ``split_batch``,
-``compute_loss`` and ``build_metrics`` (and ``predict_step`` where predictions need more than the
-network output). The network is any ``nn.Module`` whose ``forward(x, diagnostics=False)`` returns
-``(output, reports)``, ``reports`` being a list of ``DynamicsReport`` (empty unless asked).
+Tasks subclass ``MetriplectorTask`` and fill in the abstract template methods ``split_batch``,
+``compute_loss`` and ``build_metrics`` (and ``predict_step`` / ``render_prediction`` where
+predictions need more than the network output). The network is any module that satisfies
+``TaskNetwork``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from abc import ABC, abstractmethod
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -20,18 +21,30 @@ from torchmetrics import MetricCollection
 
 from ..core import DynamicsReport
 
-STAGES = ("train", "val", "test")
+
+@runtime_checkable
+class TaskNetwork(Protocol):
+    """What a task needs of its network (pure torch; the project's networks all satisfy it).
+
+    ``forward(x, diagnostics)`` returns the output and a list of ``DynamicsReport``, one per
+    Metriplector layer, empty unless ``diagnostics`` is asked for (monitors and images read them).
+    """
+
+    def forward(
+        self, x: Tensor, diagnostics: bool = False
+    ) -> tuple[Tensor, list[DynamicsReport]]: ...
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-class MetriplectorTask(L.LightningModule):
+class MetriplectorTask(L.LightningModule, ABC):
     """Base task: the network, its optimizer, metrics per stage and per test set.
 
     Args:
-        network: the task network (pure torch), e.g. ``MazeNetwork``.
+        network: the task network (pure torch, a ``TaskNetwork``): one of
+            ``lit_metriplector.networks`` (e.g. ``MazeNetwork``) or your own module.
         optimizer: optimizer factory, called with the parameters.
         lr_scheduler: optional scheduler factory, stepped every optimizer step.
         compile: compile the network in place with ``torch.compile`` (the module itself is never
@@ -42,7 +55,7 @@ class MetriplectorTask(L.LightningModule):
 
     def __init__(
         self,
-        network: nn.Module,
+        network: TaskNetwork,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         compile: bool = False,
@@ -70,16 +83,22 @@ class MetriplectorTask(L.LightningModule):
 
     # --- template methods ------------------------------------------------------------------
 
+    @abstractmethod
     def build_metrics(self) -> MetricCollection:
         """The metrics of the task; cloned per stage and per test set."""
-        raise NotImplementedError
 
+    @abstractmethod
     def split_batch(self, batch: Any) -> tuple[Tensor, Tensor]:
         """``(inputs, target)`` of a batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The training loss of the network's output against the target."""
+
+    def render_prediction(self, batch: Any, output: Tensor) -> Tensor | None:
+        """Pictures of the predictions against the targets, ``(B, 3, H, W)`` uint8, for the
+        image logger; ``None``: the task has none."""
+        return None
 
     # --- the loop ----------------------------------------------------------------------------
 

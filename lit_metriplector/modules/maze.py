@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -13,6 +13,15 @@ from torchmetrics import MetricCollection
 from ..datasets.mazes import decode, to_rgb
 from ..metrics import ExactMatch, PathF1
 from .base import MetriplectorTask
+
+
+class MazePrediction(TypedDict):
+    """What ``MazeTask.predict_step`` returns, for ``MazeWriter``: inputs ``(B, 3, H, W)``,
+    targets ``(B, H, W)`` and path probabilities ``(B, H, W)``."""
+
+    input: Tensor
+    target: Tensor
+    probability: Tensor
 
 
 class MazeTask(MetriplectorTask):
@@ -36,9 +45,13 @@ class MazeTask(MetriplectorTask):
         weight = output.new_tensor(self.pos_weight)
         return F.binary_cross_entropy_with_logits(output, target, pos_weight=weight)
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> MazePrediction:
         logits = self(batch["input"])[0]
-        return {"input": batch["input"], "target": batch["target"], "probability": logits.sigmoid()}
+        return MazePrediction(
+            input=batch["input"], target=batch["target"], probability=logits.sigmoid()
+        )
 
     def render_prediction(self, batch: dict[str, Tensor], output: Tensor) -> Tensor:
         """Mazes with the predicted path against the target (extra and missed sites coloured):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..core import DynamicsReport
+
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     """Same-padded 3x3 convolution without bias, as in the DeepThinking code."""
@@ -134,7 +136,7 @@ class DeepThinkingNetwork(nn.Module):
             h = self.recur(h, x)
         return h
 
-    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list]:
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Path logits ``(B, H, W)`` and an empty list of reports (``diagnostics`` is ignored)."""
         if not self.training:
             h = self.think(x, self.eval_iterations(*x.shape[-2:]))

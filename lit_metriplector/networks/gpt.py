@@ -10,13 +10,29 @@ the logits of every position and an empty list (there is no physics to report), 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core import DynamicsReport
+
 KeysValues = tuple[Tensor, Tensor]
+
+
+def gpt2_init(model: nn.Module, residual: Iterable[nn.Linear], layers: int) -> None:
+    """GPT-2's initialisation: weights of linear maps and embeddings ``N(0, 0.02)``, biases zero,
+    and the projections that end residual branches ``N(0, 0.02 / sqrt(2 layers))`` so the
+    residual stream's variance does not grow with depth."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    for proj in residual:
+        nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * layers))
 
 
 @dataclass
@@ -120,19 +136,8 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight
-        self.apply(self._init_weights)
-        # GPT-2: shrink the residual projections so the residual stream's variance does not grow
-        # with depth.
-        for block in self.blocks:
-            for proj in (block.attn.proj, block.mlp[2]):
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+        residual = (proj for block in self.blocks for proj in (block.attn.proj, block.mlp[2]))
+        gpt2_init(self, residual, layers)
 
     def _run(
         self, idx: Tensor, cache: list[KeysValues] | None = None
@@ -148,12 +153,13 @@ class GPT(nn.Module):
             new_cache.append(keys_values)
         return self.head(self.ln_f(x)), new_cache
 
-    def forward(self, idx: Tensor, diagnostics: bool = False) -> tuple[Tensor, list]:
-        if idx.shape[1] > self.block_size:
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
+        """Logits ``(B, T, vocab_size)`` of bytes ``x`` ``(B, T)``; no physics, no reports."""
+        if x.shape[1] > self.block_size:
             raise ValueError(
-                f"sequence of length {idx.shape[1]} is longer than block_size {self.block_size}"
+                f"sequence of length {x.shape[1]} is longer than block_size {self.block_size}"
             )
-        return self._run(idx)[0], []
+        return self._run(x)[0], []
 
     def init_state(
         self,

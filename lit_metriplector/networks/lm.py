@@ -1,38 +1,26 @@
 """Metriplector byte language model (DESIGN.md §3): the full branch, physical time = position.
 
-Each layer holds ``C`` damped oscillators (the modes, the fields of the layer). Byte ``t``
-configures a source ``rho_t`` (through the rest point ``rho_t / omega^2`` where it holds the mode,
-normalised by ``drive_gain``) and a step ``dt_t`` per mode, held constant over the step::
+Each layer holds ``C`` damped oscillators (the modes, the fields of the layer; ``core/modes.py``
+has their physics and exact integrator). Byte ``t`` configures a source ``rho_t`` (through the
+rest point ``rho_t / omega^2`` where it holds the mode, normalised by ``drive_gain``) and a step
+``dt_t`` per mode, held constant over the step::
 
     dphi/dt = pi,    dpi/dt = -omega^2 phi - gamma pi + rho_t,    ds/dt = gamma pi^2
 
-with learned frequency ``Omega > 0`` and friction ``gamma >= 0`` per mode and
-``omega^2 = Omega^2 + gamma^2/4``. This is the core's ``System`` with one site, ``mass2 =
-omega^2``, ``source = rho``, ``gamma = gamma``: energies and the readout come from there.
-
-Exact propagator. ``M = [[0, 1], [-omega^2, -gamma]]`` has eigenvalues ``lam = -gamma/2 +- i
-Omega`` and eigenvectors ``(1, lam)``, so a real state is ``(phi, pi) = w (1, lam) + c.c.``::
-
-    phi = 2 Re w,    pi = 2 Re(lam w),    w = phi/2 - i (pi + gamma phi/2) / (2 Omega)
-
-The source shifts the rest point to ``phi* = rho/omega^2, pi* = 0``, i.e. ``w* = phi*/2 (1 - i
-gamma/(2 Omega))``, and ``d(w - w*)/dt = lam (w - w*)``. Over a step of length ``dt``::
-
-    w_t = a_t w_{t-1} + (1 - a_t) w*_t,    a_t = exp(lam dt_t),    |a_t| = exp(-gamma dt_t/2) <= 1
-
-``lam`` is fixed per mode, so every step is a scalar complex affine map: training runs it over the
-whole sequence at once (``linear_recurrence``), generation one byte at a time (``step``) with O(1)
-state per layer. Complex numbers are carried as (real, imaginary) pairs of real tensors: complex
-``exp`` is ~14x slower on CPU.
+with learned frequency ``Omega > 0`` and friction ``gamma >= 0`` per mode and ``omega^2 = Omega^2
++ gamma^2/4``: the core's ``mode_system``, one site with ``C`` fields. Every step is exact and an
+affine map of the modes' eigen coordinates ``w`` (``exact_map``): training runs the whole sequence
+at once (``linear_recurrence``), generation one byte at a time (``step``) with O(1) state per
+layer.
 
 Readout per position and mode: the energy density ``T00`` and Lagrangian ``L`` (the core's
 ``stress_energy`` of the one-site system) in units of ``omega^2``, plus ``phi`` and ``pi /
 omega``; a projection back to the width; then a gated MLP. Pre-LayerNorm residual blocks; causal
 by construction.
 
-Diagnostics (``forward(idx, diagnostics=True)``) run the dynamics in float64 and report per
-layer the ledgers ``H``, ``S`` (heat ``int gamma pi^2``, in closed form) and the work ``W`` of the
-source switches, so that ``H + S - W`` is conserved to rounding.
+Diagnostics (``forward(idx, diagnostics=True)``) rerun each layer's dynamics through the core's
+exact integrator (``rollout(..., method="exact")``) in float64 and report its ledgers ``H``,
+``S`` and the work ``W`` of the source switches, so that ``H + S - W`` is conserved to rounding.
 """
 
 from __future__ import annotations
@@ -43,177 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Chain1D, DenseGraph, Diagnostics, RolloutReport, State, System
+from ..core import DynamicsReport, State, rollout
+from ..core.modes import drive_gain, energy_density, exact_map, from_eigen, mass2, mode_system
+from ..core.scan import Complex, cadd, cmul, linear_recurrence
 from ..core.system import ledger_dtype
-
-Complex = tuple[Tensor, Tensor]  # (real part, imaginary part)
-
-
-def cmul(x: Complex, y: Complex) -> Complex:
-    return x[0] * y[0] - x[1] * y[1], x[0] * y[1] + x[1] * y[0]
-
-
-def cadd(x: Complex, y: Complex) -> Complex:
-    return x[0] + y[0], x[1] + y[1]
-
-
-def mass2(frequency: Tensor, friction: Tensor) -> Tensor:
-    """``omega^2 = Omega^2 + gamma^2/4``: the stiffness whose damped oscillation has frequency
-    ``Omega``."""
-    return frequency**2 + 0.25 * friction**2
-
-
-def eigenvalue(frequency: Tensor, friction: Tensor) -> Complex:
-    """``lam = -gamma/2 + i Omega``."""
-    return -0.5 * friction, frequency
-
-
-def to_eigen(phi: Tensor, pi: Tensor, frequency: Tensor, friction: Tensor) -> Complex:
-    """``w = phi/2 - i (pi + gamma phi/2) / (2 Omega)``, the inverse of ``from_eigen``."""
-    return 0.5 * phi, -(pi + 0.5 * friction * phi) / (2 * frequency)
-
-
-def from_eigen(w: Complex, frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
-    """``phi = 2 Re w``, ``pi = 2 Re(lam w) = -gamma Re w - 2 Omega Im w``."""
-    return 2 * w[0], -friction * w[0] - 2 * frequency * w[1]
-
-
-def fixed_point(rest: Tensor, frequency: Tensor, friction: Tensor) -> Complex:
-    """``w* = phi*/2 (1 - i gamma / (2 Omega))``: ``to_eigen`` of the rest point ``phi* =
-    rho/omega^2``, ``pi* = 0`` where source ``rho`` holds the mode."""
-    return 0.5 * rest, (-0.25 * friction / frequency) * rest
-
-
-def propagator(dt: Tensor | float, frequency: Tensor, friction: Tensor) -> tuple[Complex, Complex]:
-    """``a = exp(lam dt)`` and ``1 - a``, the latter without cancellation for ``|lam dt| << 1``
-    (slow modes would otherwise lose most digits of their input in float32)."""
-    decay = torch.expm1(-0.5 * friction * dt)  # |a| - 1
-    half = 0.5 * frequency * dt
-    sin, cos = torch.sin(half), torch.cos(half)  # half angles: two transcendentals, not three
-    versine = 2 * sin**2  # 1 - cos(Omega dt)
-    a = ((1 + decay) * (1 - versine), (1 + decay) * 2 * sin * cos)
-    return a, (versine - decay * (1 - versine), -a[1])
-
-
-def drive_gain(dt: Tensor | float, frequency: Tensor, friction: Tensor) -> Tensor:
-    """``sqrt(1 - |a|^2) / |1 - a|`` at step ``dt``: with rest points scaled by it, a mode driven
-    by uncorrelated ones moves with their amplitude whatever its memory (LRU's normalisation).
-    Without it long-lived resonant modes build amplitudes ~ ``(gamma dt)^-1/2``, their energies
-    swamp the readout, and training is much slower (3.64 against 2.94 bits/byte after 1M bytes)."""
-    _, complement = propagator(dt, frequency, friction)
-    return torch.sqrt(-torch.expm1(-friction * dt) / (complement[0] ** 2 + complement[1] ** 2))
-
-
-def dissipation(offset: Complex, dt: Tensor, frequency: Tensor, friction: Tensor) -> Tensor:
-    """Heat ``int_0^dt gamma pi^2`` of one step that starts ``offset = w - w*`` from rest.
-
-    With ``p = lam offset``, ``pi(tau) = 2 Re(p exp(lam tau))``, whose square integrates to::
-
-        2 omega^2 |offset|^2 (1 - exp(-gamma dt)) + gamma Re[lam offset^2 (exp(2 lam dt) - 1)]
-
-    (``|lam|^2 = omega^2``). Non-negative; the clamp only removes rounding.
-    """
-    lam = eigenvalue(frequency, friction)
-    decay = torch.expm1(-friction * dt)  # exp(-gamma dt) - 1
-    angle = 2 * frequency * dt
-    change = (  # exp(2 lam dt) - 1, without cancellation
-        decay * torch.cos(angle) - 2 * torch.sin(0.5 * angle) ** 2,
-        (1 + decay) * torch.sin(angle),
-    )
-    modulus2 = offset[0] ** 2 + offset[1] ** 2
-    oscillating = cmul(cmul(lam, cmul(offset, offset)), change)[0]
-    heat = -2 * mass2(frequency, friction) * modulus2 * decay + friction * oscillating
-    return heat.clamp_min(0)
-
-
-def _scan(a: Complex, b: Complex, chunk: int) -> Complex:
-    """``w_t = a_t w_{t-1} + b_t`` along axis 1 from ``w_0 = 0``, without autograd.
-
-    Sequential inside chunks of ``chunk`` steps (all chunks at once), then the state at each
-    chunk's end is carried into the next chunk (one chunk at a time). On CPU this beats a
-    log-depth Hillis-Steele scan 2.5x and a plain loop 1.5x; every |a| <= 1, so it is stable.
-    """
-    steps = a[0].shape[1]
-    length = min(chunk, steps)
-    pad = -steps % length
-    if pad:  # trailing a = b = 0 steps leave the earlier ones alone
-        a, b = ([F.pad(x, [0, 0] * (x.dim() - 2) + [0, pad]) for x in z] for z in (a, b))
-    split = (a[0].shape[0], -1, length, *a[0].shape[2:])  # (B, chunks, length, ...)
-    a = tuple(x.reshape(split) for x in a)
-    w = [x.reshape(split).clone() for x in b]  # becomes w, from rest at each chunk's start
-    p = [x.clone() for x in a]  # becomes the product of a since each chunk's start
-    for j in range(1, length):
-        step = (a[0][:, :, j], a[1][:, :, j])
-        w_j = cmul(step, (w[0][:, :, j - 1], w[1][:, :, j - 1]))
-        p_j = cmul(step, (p[0][:, :, j - 1], p[1][:, :, j - 1]))
-        for part in range(2):
-            w[part][:, :, j] += w_j[part]
-            p[part][:, :, j] = p_j[part]
-    for k in range(1, w[0].shape[1]):
-        carried = cmul((p[0][:, k], p[1][:, k]), (w[0][:, k - 1, -1:], w[1][:, k - 1, -1:]))
-        for part in range(2):
-            w[part][:, k] += carried[part]
-    return tuple(x.flatten(1, 2)[:, :steps] for x in w)
-
-
-class LinearRecurrence(torch.autograd.Function):
-    """``w_t = a_t w_{t-1} + b_t`` with its adjoint, itself a recurrence run backwards in time:
-    ``g_t = dl/dw_t + conj(a_{t+1}) g_{t+1}``, ``dl/db_t = g_t``, ``dl/da_t = g_t conj(w_{t-1})``.
-    Nothing of the forward loop is kept for autograd: memory is that of ``a`` and ``w``."""
-
-    @staticmethod
-    def forward(ctx, ar: Tensor, ai: Tensor, br: Tensor, bi: Tensor, chunk: int):
-        w = _scan((ar, ai), (br, bi), chunk)
-        ctx.save_for_backward(ar, ai, *w)
-        ctx.chunk = chunk
-        return w
-
-    @staticmethod
-    def backward(ctx, gr: Tensor, gi: Tensor):
-        ar, ai, wr, wi = ctx.saved_tensors
-        after = (_shift(ar, -1).flip(1), -_shift(ai, -1).flip(1))  # conj(a_{t+1}), reversed
-        g = _scan(after, (gr.flip(1), gi.flip(1)), ctx.chunk)
-        g = (g[0].flip(1), g[1].flip(1))
-        da = cmul(g, (_shift(wr, 1), -_shift(wi, 1)))
-        return da[0], da[1], g[0], g[1], None
-
-
-def _shift(x: Tensor, k: int) -> Tensor:
-    """``x`` moved ``k`` steps later along axis 1 (earlier if negative), zero-filled."""
-    pad = [0, 0] * (x.dim() - 2) + ([k, 0] if k > 0 else [0, -k])
-    return F.pad(x, pad)[:, :-k] if k > 0 else F.pad(x, pad)[:, -k:]
-
-
-def linear_recurrence(a: Complex, b: Complex, chunk: int = 16) -> Complex:
-    """``w_t = a_t w_{t-1} + b_t`` along axis 1 of ``(B, T, ...)`` from ``w_0 = 0``."""
-    return LinearRecurrence.apply(*(x.contiguous() for x in (*a, *b)), chunk)
-
-
-def mode_system(source: Tensor, frequency: Tensor, friction: Tensor) -> System:
-    """The modes as the core's system: one site, ``C`` fields, no conductance. Leading axes of
-    ``source`` ``(..., C)`` become the batch; fields go through ``_sites`` alike."""
-    modes = source.shape[-1]
-    return System(
-        DenseGraph(1),
-        kappa=source.new_zeros(1, 1),
-        mass2=mass2(frequency, friction).view(modes, 1),
-        source=_sites(source),
-        gamma=friction.view(modes, 1),
-    )
-
-
-def _sites(x: Tensor) -> Tensor:
-    """``(..., C)`` -> ``(N, C, 1)``: one-site fields for the core."""
-    return x.reshape(-1, x.shape[-1], 1)
-
-
-def energy_density(system: System, phi: Tensor, pi: Tensor) -> tuple[Tensor, Tensor]:
-    """``T00 = pi^2/2 + V`` and ``L = pi^2/2 - V`` of fields ``(..., C)``: the core's
-    ``stress_energy`` of a one-site system, whose gradient terms vanish; skipping them makes
-    the readout 2.5x cheaper. ``V`` is the core's potential."""
-    kinetic = 0.5 * pi**2
-    potential = system.potential(_sites(phi)).view_as(phi)
-    return kinetic + potential, kinetic - potential
+from .gpt import gpt2_init
 
 
 class GatedMLP(nn.Module):
@@ -284,12 +106,6 @@ class OscillatorBlock(nn.Module):
         rest = rest * drive_gain(self.dt_init, *self.constants(dtype))
         return rest, F.softplus(step + self.dt_bias)
 
-    def coefficients(self, rest: Tensor, dt: Tensor) -> tuple[Complex, Complex]:
-        """The affine step ``w -> a w + b`` with ``b = (1 - a) w*``."""
-        frequency, friction = self.constants(rest.dtype)
-        a, complement = propagator(dt, frequency, friction)
-        return a, cmul(complement, fixed_point(rest, frequency, friction))
-
     def read(self, w: Complex, rest: Tensor) -> Tensor:
         """``(T00, L) / omega^2``, ``phi``, ``pi / omega`` per mode: ``(..., 4C)``, each mode in
         its natural units."""
@@ -304,53 +120,40 @@ class OscillatorBlock(nn.Module):
         x = x + self.dropout(self.proj(self.read(w, rest).to(x.dtype)))
         return x + self.mlp(self.norm2(x))
 
-    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, RolloutReport | None]:
-        # float32 dynamics under autocast; float64 for the ledgers of diagnostics (float32
-        # ledgers drift by ~1e-6 of H, which would hide real errors)
-        dtype = torch.float64 if diagnostics else ledger_dtype(x.dtype)
-        rest, dt = self.configure(x, dtype)
-        a, b = self.coefficients(rest, dt)
-        w = linear_recurrence(a, b, self.chunk)
-        report = self.report(w, rest, dt) if diagnostics else None
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, DynamicsReport | None]:
+        rest, dt = self.configure(x, ledger_dtype(x.dtype))  # float32 dynamics under autocast
+        w = linear_recurrence(*exact_map(rest, dt, *self.constants(rest.dtype)), self.chunk)
+        report = self.report(rest, dt) if diagnostics else None
         return self.update(x, w, rest), report
 
     def step(self, x: Tensor, w: Complex) -> tuple[Tensor, Complex]:
         rest, dt = self.configure(x, w[0].dtype)
-        a, b = self.coefficients(rest, dt)
+        a, b = exact_map(rest, dt, *self.constants(rest.dtype))
         w = cadd(cmul(a, w), b)
         return self.update(x, w, rest), w
 
     @torch.no_grad()
-    def report(self, w: Complex, rest: Tensor, dt: Tensor) -> RolloutReport:
-        """Ledgers of the rollout: ``H`` after each step, the heat ``S`` and the work ``W`` done
-        by switching sources (``-(rho_t - rho_{t-1}) . phi_{t-1}``), so ``H + S - W`` is
-        conserved."""
-        frequency, friction = self.constants(rest.dtype)
-        omega2 = mass2(frequency, friction)
-        rho = omega2 * rest
-        phi, pi = from_eigen(w, frequency, friction)
-        star = fixed_point(rest, frequency, friction)
-        offset = (_shift(w[0], 1) - star[0], _shift(w[1], 1) - star[1])  # w_{t-1} - w*_t
-        s = dissipation(offset, dt, frequency, friction).sum(-1)
-        work = -((rho - _shift(rho, 1)) * _shift(phi, 1)).sum(-1)
-        batch, steps = phi.shape[:2]
-        hamiltonian = mode_system(rho, frequency, friction).hamiltonian(_sites(phi), _sites(pi))
-
-        def history(x: Tensor) -> Tensor:  # (B, T) per step -> (T + 1, B) from rest
-            return F.pad(x.T, [0, 0, 1, 0])
-
-        entropy = history(s).cumsum(0)
-        hamiltonian = history(hamiltonian.view(batch, steps))
-        ledger = Diagnostics(hamiltonian, hamiltonian + entropy, entropy, history(work).cumsum(0))
-        system = System(
-            Chain1D(steps),
-            kappa=rho.new_zeros(1, 1, 1, steps),
-            mass2=omega2.view(1, -1, 1),
-            source=rho.transpose(1, 2),
-            gamma=friction.view(1, -1, 1),
+    def report(self, rest: Tensor, dt: Tensor) -> DynamicsReport:
+        """The same dynamics, from rest, through the core's exact integrator in float64 (float32
+        ledgers drift by ~1e-6 of ``H``, which would hide real errors): its ledgers, the final
+        state and the system with the last byte's source."""
+        frequency, friction = self.constants(torch.float64)
+        sources = (mass2(frequency, friction) * rest.double()).transpose(0, 1)  # (T, B, C)
+        system = mode_system(torch.zeros_like(sources[0]), frequency, friction)
+        zero = torch.zeros_like(system.source)
+        state = State(zero, zero, zero[:, 0])
+        final, ledger = rollout(
+            system,
+            state,
+            dt.double().transpose(0, 1).unsqueeze(-1),  # one step size per step, mode and sample
+            len(sources),
+            method="exact",
+            sources=sources.unsqueeze(-1),
+            diagnostics=True,
         )
-        state = State(phi.transpose(1, 2), pi.transpose(1, 2), s)
-        return RolloutReport(entropy[-1], system, state, ledger=ledger)
+        produced = ledger.entropy[-1] - ledger.entropy[0]
+        last = system.replace(source=sources[-1, ..., None])
+        return DynamicsReport(produced, last, final, ledger)
 
 
 def _log_uniform(n: int, low: float, high: float) -> Tensor:
@@ -414,22 +217,15 @@ class MetriplectorLM(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size, bias=False)
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        # GPT-2: residual branches shrink with depth so the residual stream's variance does not
-        # grow with it.
-        for block in self.blocks:
-            for proj in (block.proj, block.mlp.down):
-                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * layers))
+        residual = (proj for block in self.blocks for proj in (block.proj, block.mlp.down))
+        gpt2_init(self, residual, layers)
         if tie_weights:
             self.head.weight = self.embedding.weight
 
-    def forward(self, idx: Tensor, diagnostics: bool = False) -> tuple[Tensor, list]:
-        """Logits ``(B, T, vocab_size)`` and, if asked, one ``RolloutReport`` per block."""
-        x = self.dropout(self.embedding(idx))
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
+        """Logits ``(B, T, vocab_size)`` of bytes ``x`` ``(B, T)`` and, if asked, one
+        ``DynamicsReport`` per block."""
+        x = self.dropout(self.embedding(x))
         reports = []
         for block in self.blocks:
             x, report = block(x, diagnostics)

@@ -1,0 +1,184 @@
+"""Couplings shared across the batch: a learned graph between the sites, applied by matmul.
+
+A ``DenseGraph`` system carries a conductance per sample, field and pair of sites,
+``(B, C, N, N)``: every operator application touches all of it. When the graph is a property of
+the task rather than of the sample (Sudoku: which cells constrain which is the same for every
+puzzle), one matrix per head ``K_h`` (``(H, N, N)``, symmetric, ``>= 0``, zero diagonal) serves
+the whole batch. The input still configures the system per sample, through site conductivities
+``k`` (``(B, C, N)``, ``>= 0``) that scale the edges in the product form of the core's layer::
+
+    kappa_{a,xy} = k_{a,x} K_{h(a),xy} k_{a,y}          field a couples through head h(a)
+
+Fields are split into ``H`` equal groups, group ``h`` on head ``h``. With ``d = k (K k)`` the
+weighted degree, every quantity of the edge sum is a matrix product (``O(N^2)`` per field, no
+``(B, C, N, N)`` tensor)::
+
+    A phi            = d phi - k K (k phi) + mass2 phi + W phi              (graph Laplacian)
+    sum_e kappa_e (grad_e phi)^2 / 2, per site (each edge gives half to each endpoint)
+                     = [d phi^2 - 2 phi k K(k phi) + k K(k phi^2)] / 4
+
+``CoupledSystem`` is a ``System`` with these three methods replaced, so the core's Hamiltonian,
+brackets, vector field and integrators (``euler``, ``strang`` without mobility) run on it
+unchanged; ``dense()`` returns the same system as a plain ``DenseGraph`` ``System`` (for tests).
+``stress_energy`` reads ``T^00`` and ``L`` per site and field like the core's dense-graph readout.
+
+``SharedCoupling`` is the learned ``K``: ``K_xy = (scale / (N - 1)) sigmoid(S_xy)`` with ``S``
+symmetrised, so every weighted degree is below ``scale`` and ``A``'s graph part is bounded by
+``2 scale max(k)^2`` (Gershgorin): explicit steps stay stable for a bounded time step, by
+construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .lattice import DenseGraph
+from .system import System
+
+
+def couple(graph: Tensor, x: Tensor) -> Tensor:
+    """``(K_{h(a)} x_a)_x = sum_y K_{h(a),xy} x_{a,y}`` for ``x`` ``(B, C, N)`` and ``graph``
+    ``(H, N, N)`` (symmetric): the ``C`` fields split into ``H`` equal groups, one per head."""
+    heads, n = graph.shape[0], graph.shape[-1]
+    if x.shape[1] % heads:
+        raise ValueError(f"{x.shape[1]} fields do not split into {heads} coupling heads")
+    grouped = x.reshape(x.shape[0], heads, -1, n)  # (B, H, C/H, N)
+    return torch.matmul(grouped, graph.to(x.dtype)).reshape(x.shape)  # K symmetric: x K = K x
+
+
+@dataclass(frozen=True)
+class CoupledSystem(System):
+    """A ``System`` on ``N`` fully connected sites whose edges are ``k_x K_{h,xy} k_y``.
+
+    Args (beyond ``System``'s):
+        kappa: site conductivities ``k`` ``(B, C, N)`` (or broadcastable), ``>= 0``. Not edge
+            conductances: those are ``k_x K_xy k_y`` and are never formed.
+        graph: the shared coupling ``K`` ``(H, N, N)``: symmetric, ``>= 0``, zero diagonal.
+
+    ``mobility`` is not supported (its implicit step solves a plain ``System``): use friction.
+    """
+
+    graph: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        # No edge mask: ``kappa`` holds site conductivities here.
+        if self.graph is None or self.graph.dim() != 3 or self.graph.shape[1:] != (
+            self.lattice.num_sites,
+            self.lattice.num_sites,
+        ):
+            shape = None if self.graph is None else tuple(self.graph.shape)
+            raise ValueError(
+                f"CoupledSystem needs a graph (H, {self.lattice.num_sites}, "
+                f"{self.lattice.num_sites}), got {shape}"
+            )
+        if self.mobility is not None:
+            raise ValueError(
+                "CoupledSystem does not support mobility (its implicit step solves a plain "
+                "System); use friction (gamma) for dissipation"
+            )
+
+    def _degree(self, like: Tensor) -> Tensor:
+        k = self.kappa.expand_as(like)
+        return k * couple(self.graph, k)
+
+    def _neighbours(self, phi: Tensor) -> Tensor:
+        """``sum_y kappa_xy phi_y = k K (k phi)``."""
+        k = self.kappa
+        return k * couple(self.graph, (k * phi).expand_as(phi))
+
+    def operator(self, phi: Tensor) -> Tensor:
+        """``A phi = L_kappa phi + mass2 phi + W phi`` with the weighted graph Laplacian."""
+        out = self._degree(phi) * phi - self._neighbours(phi)
+        if self.mass2 is not None:
+            out = out + self.mass2 * phi
+        if self.coupling is not None:
+            out = out + torch.einsum("ab,nb...->na...", self.coupling, phi)
+        return out
+
+    def operator_diagonal(self, like: Tensor) -> Tensor:
+        diag = self._degree(like)
+        if self.mass2 is not None:
+            diag = diag + self.mass2
+        if self.coupling is not None:
+            diag = diag + self.coupling.diagonal().view(1, -1, *[1] * (like.dim() - 2))
+        return diag
+
+    def gradient_energy(self, phi: Tensor) -> Tensor:
+        """The edge energy ``kappa_e (grad_e phi)^2 / 2`` as per-site shares ``(B, C, N)``:
+        each edge gives half to each endpoint, so the sum over sites is the edge sum."""
+        k = self.kappa
+        quad = k * couple(self.graph, (k * phi**2).expand_as(phi))
+        return 0.25 * (self._degree(phi) * phi**2 - 2 * phi * self._neighbours(phi) + quad)
+
+    def edge_conductance(self) -> Tensor:
+        """The edge conductances ``kappa_xy = k_x K_xy k_y`` ``(B, C, N, N)``: big, for tests
+        and pictures only."""
+        k = self.kappa
+        heads, n = self.graph.shape[0], self.graph.shape[-1]
+        fields = k.shape[1]
+        graph = self.graph.repeat_interleave(fields // heads, dim=0)  # (C, N, N)
+        return k.unsqueeze(-1) * graph * k.unsqueeze(-2)
+
+    def dense(self) -> System:
+        """The same system as a plain ``System`` on ``DenseGraph(N)``."""
+        fields = {
+            name: getattr(self, name)
+            for name in ("mass2", "source", "gamma", "mobility", "coupling", "quartic")
+        }
+        return System(
+            DenseGraph(self.lattice.num_sites),
+            self.edge_conductance(),
+            rotation=self.rotation,
+            temperature=self.temperature,
+            **fields,
+        )
+
+
+def stress_energy(system: CoupledSystem, phi: Tensor, pi: Tensor | None = None) -> Tensor:
+    """``T^00`` and ``L`` per site and field, ``(B, C, 2, N)``, as ``core.readout.stress_energy``
+    reads them on a dense graph: ``T^00 = pi^2/2 + <kappa (d phi)^2>/2 + V`` (summing to ``H``)
+    and ``L = pi^2/2 - <kappa (d phi)^2>/2 - V``."""
+    kinetic = torch.zeros_like(phi) if pi is None else 0.5 * pi**2
+    gradient = system.gradient_energy(phi)
+    potential = system.potential(phi)
+    return torch.stack([kinetic + gradient + potential, kinetic - gradient - potential], dim=2)
+
+
+class SharedCoupling(nn.Module):
+    """A learned coupling ``K`` ``(H, N, N)`` shared by every sample: symmetric, ``>= 0``, zero
+    diagonal, each weighted degree ``sum_y K_xy < scale``.
+
+    ``K_xy = scale / (N - 1) * sigmoid((S_xy + S_yx) / 2)``, ``S`` a free ``(H, N, N)``
+    parameter initialised at ``init`` plus noise ``noise`` (which breaks the symmetry between
+    sites: nothing else tells them apart).
+
+    Args:
+        sites: ``N``.
+        heads: ``H``, independent graphs.
+        scale: bound of the weighted degree.
+        init: initial logit of every pair (``sigmoid(-2) = 0.12``).
+        noise: standard deviation of the initial logits.
+    """
+
+    def __init__(
+        self, sites: int, heads: int = 4, scale: float = 4.0, init: float = -2.0, noise: float = 0.1
+    ) -> None:
+        super().__init__()
+        if sites < 2 or heads < 1 or scale <= 0:
+            raise ValueError(f"need sites >= 2, heads >= 1, scale > 0; got {sites}, {heads}, {scale}")
+        self.sites, self.heads, self.scale = sites, heads, scale
+        self.logits = nn.Parameter(init + noise * torch.randn(heads, sites, sites))
+        self.register_buffer("off_diagonal", 1 - torch.eye(sites), persistent=False)
+
+    def forward(self) -> Tensor:
+        s = 0.5 * (self.logits + self.logits.transpose(-1, -2))
+        return torch.sigmoid(s) * self.off_diagonal * (self.scale / (self.sites - 1))
+
+
+def laplacian(graph: Tensor) -> Tensor:
+    """The graph Laplacians ``diag(K 1) - K`` ``(..., N, N)`` of couplings ``(..., N, N)``:
+    symmetric PSD when ``K`` is symmetric and ``>= 0``."""
+    return torch.diag_embed(graph.sum(-1)) - graph
