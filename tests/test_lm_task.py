@@ -3,12 +3,14 @@
 import math
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
 from torch import nn
 
 from lit_metriplector.datamodules import ByteTextDataModule
+from lit_metriplector.errors import ConfigError
 from lit_metriplector.metrics import BitsPerByte
 from lit_metriplector.modules.base import count_parameters
 from lit_metriplector.modules.lm import LMTask
@@ -136,3 +138,14 @@ def test_gpt_config_matches_the_metriplector_config_in_parameters():
     metriplector = count_parameters(MetriplectorLM(**network("lm")))
     gpt = count_parameters(GPT(**network("lm_gpt")))
     assert abs(gpt - metriplector) < 0.01 * metriplector
+
+
+def test_network_vocabulary_must_match_the_data(tmp_path):
+    """The data decides the alphabet: a network built for another one stops with a clear error."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(bytes(range(256)) * 8)
+    data = ByteTextDataModule(path=str(corpus), seq_len=8, batch_size=2)
+    task = LMTask(network=MetriplectorLM(vocab_size=100, width=8, layers=1, modes=4))
+    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match="vocab_size 256 but the network was built for 100"):
+        trainer.fit(task, datamodule=data)

@@ -23,22 +23,22 @@ class MazeDataModule(ResumableDataModule):
     size or file (`test_names`, `predict_names`), since their batches cannot mix sizes.
 
     Args:
-        train_cells: Cells per side of the training mazes.
-        val_cells: Cells per side of the validation mazes.
-        test_cells: Cells per side of each generated test set, one test loader each.
-        train_size: Number of training mazes; an epoch shuffles them all (cut to a multiple of
+        train_cells: cells per side of the training mazes.
+        val_cells: cells per side of the validation mazes.
+        test_cells: cells per side of each generated test set, one test loader each.
+        train_size: number of training mazes; an epoch shuffles them all (cut to a multiple of
             the number of devices, so that every device takes as many).
-        val_size: Number of validation mazes.
-        test_size: Number of mazes in each generated test set.
-        batch_size: Mazes per batch.
-        algorithm: Maze generator: "dfs" (long corridors), "kruskal" or "wilson" (uniform).
-        seed: Seed of all generated mazes and of the training shuffle.
+        val_size: number of validation mazes.
+        test_size: number of mazes in each generated test set.
+        batch_size: mazes per batch.
+        algorithm: maze generator: "dfs" (long corridors), "kruskal" or "wilson" (uniform).
+        seed: seed of all generated mazes and of the training shuffle.
         num_workers: DataLoader worker processes.
-        cache_dir: If set, generated splits are stored here as .npz and reused.
-        test_files: Maze files (.txt or .npz) tested after the generated sizes, one loader each.
-        predict_files: Maze files to predict, one loader each; if unset, mazes are generated.
-        predict_cells: Cells per side of the generated prediction mazes.
-        predict_size: Number of generated prediction mazes.
+        cache_dir: if set, generated splits are stored here as .npz and reused.
+        test_files: maze files (.txt or .npz) tested after the generated sizes, one loader each.
+        predict_files: maze files to predict, one loader each; if unset, mazes are generated.
+        predict_cells: cells per side of the generated prediction mazes.
+        predict_size: number of generated prediction mazes.
     """
 
     def __init__(

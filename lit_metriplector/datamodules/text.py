@@ -35,24 +35,24 @@ class ByteTextDataModule(ResumableDataModule):
     `predict_names` names them prompt0, prompt1, ...
 
     Args:
-        path: Corpus: a file, a folder (all files under it, sorted, hidden ones skipped), a glob
+        path: corpus: a file, a folder (all files under it, sorted, hidden ones skipped), a glob
             pattern, or a list of these. .xz and .gz files are decompressed; a .zip is read as
             enwik8. Default: the Python standard library's .py sources.
-        val_path: Validation files (same forms as path) instead of a slice of the corpus.
-        test_path: Test files (same forms as path) instead of a slice of the corpus.
-        val_fraction: Share of the corpus held out for validation when val_path is unset.
-        test_fraction: Share of the corpus held out for testing when test_path is unset.
-        seq_len: Tokens (bytes) per sequence; each window holds seq_len + 1 bytes.
-        batch_size: Windows per batch (per device).
+        val_path: validation files (same forms as path) instead of a slice of the corpus.
+        test_path: test files (same forms as path) instead of a slice of the corpus.
+        val_fraction: share of the corpus held out for validation when val_path is unset.
+        test_fraction: share of the corpus held out for testing when test_path is unset.
+        seq_len: tokens (bytes) per sequence; each window holds seq_len + 1 bytes.
+        batch_size: windows per batch (per device).
         num_workers: DataLoader worker processes.
-        seed: Seed of the training window offsets.
-        samples_per_epoch: Training windows per epoch over all devices; default train bytes //
+        seed: seed of the training window offsets.
+        samples_per_epoch: training windows per epoch over all devices; default train bytes //
             seq_len.
-        val_windows: Most validation windows; None for all non-overlapping ones.
-        test_windows: Most test windows; None for all non-overlapping ones.
-        cache_dir: Folder for the flat byte files of compressed or multi-file corpora; default
+        val_windows: most validation windows; None for all non-overlapping ones.
+        test_windows: most test windows; None for all non-overlapping ones.
+        cache_dir: folder for the flat byte files of compressed or multi-file corpora; default
             a folder in the system temp dir. Files are named by a hash of their sources.
-        prompts: Texts for `predict` to continue, as their UTF-8 bytes; default a single newline.
+        prompts: texts for `predict` to continue, as their UTF-8 bytes; default a single newline.
     """
 
     vocab_size = 256

@@ -161,10 +161,10 @@ class ByteWindows(Dataset):
     """Windows of seq_len + 1 consecutive bytes of a flat file; item i starts at byte i.
 
     Args:
-        path: The flat uint8 file.
-        offset: Where the split starts in the file.
-        length: Bytes in the split.
-        seq_len: Tokens per training sequence; windows have one more for the shifted target.
+        path: the flat uint8 file.
+        offset: where the split starts in the file.
+        length: bytes in the split.
+        seq_len: tokens per training sequence; windows have one more for the shifted target.
     """
 
     def __init__(self, path: str, offset: int, length: int, seq_len: int) -> None:

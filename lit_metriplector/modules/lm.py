@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from ..errors import ConfigError
 from ..metrics import BitsPerByte
 from ..networks.generate import generate
 from .base import MetriplectorTask
@@ -46,6 +47,17 @@ class LMTask(MetriplectorTask):
         self.top_k = top_k
         self.max_new_bytes = max_new_bytes
         super().__init__(*args, **kwargs)
+
+    def setup(self, stage: str) -> None:
+        # The data decides the alphabet; a network built for another one fails here, not with
+        # an index error deep in the embedding.
+        data_vocab = getattr(getattr(self._trainer, "datamodule", None), "vocab_size", None)
+        net_vocab = getattr(self.network, "vocab_size", None)
+        if None not in (data_vocab, net_vocab) and data_vocab != net_vocab:
+            raise ConfigError(
+                f"the data has vocab_size {data_vocab} but the network was built for "
+                f"{net_vocab}: set model.init_args.network.init_args.vocab_size: {data_vocab}"
+            )
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({"bpb": BitsPerByte()})

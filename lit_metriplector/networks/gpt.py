@@ -128,7 +128,7 @@ class GPT(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.block_size = block_size
+        self.block_size, self.vocab_size = block_size, vocab_size
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.position_embedding = nn.Embedding(block_size, width)
         self.dropout = nn.Dropout(dropout)

@@ -199,7 +199,7 @@ class MetriplectorLM(nn.Module):
         tie_weights: bool = True,
     ) -> None:
         super().__init__()
-        self.modes = modes
+        self.modes, self.vocab_size = modes, vocab_size
         self.embedding = nn.Embedding(vocab_size, width)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
