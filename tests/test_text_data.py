@@ -293,7 +293,7 @@ def test_resumed_run_sees_the_same_batches(tmp_path, uninterrupted, steps, via, 
     ckpt = tmp_path / "ckpt" / f"step={steps}.ckpt"
     resumed = fit(tmp_path, 2 * steps, steps, via, ckpt_path=str(ckpt), workers=workers)
     state = torch.load(ckpt, weights_only=False)["ByteTextDataModule"]
-    assert state == {"epoch": steps // 5, "samples": steps % 5 * 4}  # 5 batches of 4 an epoch
+    assert (state["epoch"], state["samples"]) == (steps // 5, steps % 5 * 4)  # 5 batches of 4
     assert len(first) == len(resumed) == steps
     for seen, expected in zip(first + resumed, uninterrupted, strict=False):
         assert torch.equal(seen, expected)

@@ -1,14 +1,21 @@
 """Resumable training samplers and the DataModule state that resumes them.
 
 The global order of training samples in an epoch is a pure function of (seed, epoch), so every
-rank, every worker and every rerun agrees on it, and a run resumed from a checkpoint skips the
-samples it already consumed and continues exactly where the interrupted run stopped.
+rank, every worker and every rerun agrees on it. During a fit, where each pass over the training
+set starts is a function of the number of batches trained so far, which Lightning restores from
+a checkpoint; the global random number generators are checkpointed too. A resumed run therefore
+continues exactly where the interrupted run stopped, bit for bit.
 """
 
-from collections.abc import Iterator
+import math
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 # Random indices are drawn this many at a time, from a generator seeded by the block's index.
@@ -25,12 +32,12 @@ class ResumableSampler(DistributedSampler):
     the sampler already shards by rank, so Lightning does not wrap it in a second one.
 
     Args:
-        dataset: The map-style dataset whose indices are sampled.
-        seed: Seed of the order.
-        rank: This process's rank.
-        world_size: Number of ranks.
+        dataset: the map-style dataset whose indices are sampled.
+        seed: seed of the order.
+        rank: this process's rank.
+        world_size: number of ranks.
         resume: (epoch, global samples already consumed in that epoch) to skip.
-        samples_per_epoch: Global samples per epoch, cut to a multiple of world_size so that
+        samples_per_epoch: global samples per epoch, cut to a multiple of world_size so that
             every rank gets as many and DDP ranks run the same number of steps; default
             len(dataset).
     """
@@ -45,12 +52,14 @@ class ResumableSampler(DistributedSampler):
         world_size: int = 1,
         resume: tuple[int, int] = (0, 0),
         samples_per_epoch: int | None = None,
+        position: Callable[[], tuple[int, int] | None] | None = None,
     ) -> None:
         super().__init__(dataset, num_replicas=world_size, rank=rank, seed=seed)
         samples = len(dataset) if samples_per_epoch is None else samples_per_epoch
         self.num_samples = samples // world_size
         self.total_size = self.num_samples * world_size
         self.resume = resume
+        self.position = position
         # The sampler may be iterated before Lightning's first set_epoch call.
         self.epoch = resume[0]
 
@@ -58,10 +67,18 @@ class ResumableSampler(DistributedSampler):
         """One block of block_size dataset indices."""
         raise NotImplementedError
 
-    def __iter__(self) -> Iterator[int]:
-        epoch, size = self.epoch, self.block_size
+    def start(self) -> tuple[int, int]:
+        """(epoch, global samples to skip) of a pass that begins now: from `position` if it
+        knows, else the epoch of `set_epoch`, skipping the `resume` samples in that epoch."""
+        where = self.position() if self.position is not None else None
+        if where is not None:
+            return where
         resume_epoch, consumed = self.resume
-        first = consumed if epoch == resume_epoch else 0
+        return self.epoch, consumed if self.epoch == resume_epoch else 0
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, first = self.start()
+        size = self.block_size
         block_index, block = -1, np.empty(0, dtype=np.int64)
         for i in range(first + self.rank, self.total_size, self.num_replicas):
             if i // size != block_index:
@@ -92,9 +109,46 @@ class PermutationSampler(ResumableSampler):
         return rng.permutation(self.block_size)
 
 
+def rng_states() -> dict[str, Any]:
+    """The global random number generators of this process (torch, CUDA if in use, numpy,
+    Python), as tensors and plain values, so that checkpoints load with weights_only=True."""
+    # The legacy global generator, which user code may still draw from.
+    name, keys, position, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states` returned (the CUDA state on the current device)."""
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"].cpu())
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    keys = keys.cpu().numpy().astype(np.uint32)
+    np.random.set_state((name, keys, position, has_gauss, gauss))  # noqa: NPY002
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 class ResumableDataModule(L.LightningDataModule):
-    """A DataModule whose training position is checkpointed, so that a resumed run continues
-    the exact data order of an uninterrupted one.
+    """A DataModule whose training position and random state are checkpointed, so that a resumed
+    run repeats an uninterrupted one bit for bit.
+
+    During a fit, every pass of the training sampler starts at the position reached after the
+    batches trained so far (Lightning's restored `batch_progress.total.processed`): epoch
+    ``batches // E`` after ``batches % E`` of its batches, E being the batches per epoch. It
+    does not follow Lightning's epoch number (`set_epoch`), which can run one ahead of the data:
+    a run stopped by max_steps mid-epoch still ends its epoch (on_train_epoch_end, then the
+    epoch count goes up, then on_train_end), and when resumed, Lightning finishes the rest of that
+    epoch under the next epoch number. The global random generators (torch, CUDA, numpy, Python)
+    are saved with the position and restored when the first resumed pass begins, right before
+    its first batch is drawn, so that dropout and other randomness continue as uninterrupted.
 
     Subclasses have `seed`, `batch_size` and `num_workers` hyperparameters, build their
     training sampler with `train_sampler` and their loaders with `_loader`.
@@ -102,8 +156,12 @@ class ResumableDataModule(L.LightningDataModule):
 
     def __init__(self) -> None:
         super().__init__()
-        # (epoch, global samples consumed in it) where training resumes; see state_dict().
+        # (epoch, global samples consumed in it) where training resumes outside a fit; see
+        # state_dict(). During a fit the trainer's batch count decides (see _pass_start).
         self.resume = (0, 0)
+        # Random states of a checkpoint, restored when the first resumed pass begins.
+        self._rng: dict[str, Any] | None = None
+        self._sampler: ResumableSampler | None = None
 
     def train_sampler(
         self,
@@ -114,35 +172,92 @@ class ResumableDataModule(L.LightningDataModule):
         """A sampler of the given order for this rank, starting where training resumes."""
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return sampler(dataset, self.hparams.seed, rank, world_size, self.resume, samples_per_epoch)
+        self._sampler = sampler(
+            dataset,
+            self.hparams.seed,
+            rank,
+            world_size,
+            self.resume,
+            samples_per_epoch,
+            position=self._pass_start,
+        )
+        return self._sampler
 
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
+        # The loader draws its workers' base seed from `generator` every time it is iterated;
+        # without one it would draw from the global torch generator and shift dropout.
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             sampler=sampler,
             num_workers=self.hparams.num_workers,
             persistent_workers=self.hparams.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
-    def state_dict(self) -> dict[str, int]:
-        """Where training resumes: an epoch and the global samples consumed in it.
+    def _batches_trained(self) -> int | None:
+        """Training batches run so far, those before the checkpoint included; None when no
+        trainer is fitting."""
+        state = getattr(self.trainer, "state", None)
+        if state is None or state.fn != TrainerFn.FITTING:
+            return None
+        return self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
+
+    def _epoch_batches(self) -> int | None:
+        """Training batches in an epoch, as the fit loop runs it; None before the training
+        loader exists."""
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        if math.isinf(batches):
+            if self._sampler is None:
+                return None
+            # Asked before Lightning counted them: when a pass of the first epoch starts with
+            # worker processes, which begin sampling as soon as the loader is iterated.
+            batches = math.ceil(len(self._sampler) / self.hparams.batch_size)
+            limit = trainer.limit_train_batches
+            batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+        return max(1, int(batches))
+
+    def _position(self, batches: int) -> tuple[int, int]:
+        """(epoch, global samples consumed in it) after `batches` training batches."""
+        per_epoch = self._epoch_batches()
+        if per_epoch is None:  # asked before the training loader is made: as loaded
+            return (0, 0) if batches == 0 else self.resume
+        epoch, batch = divmod(batches, per_epoch)
+        return epoch, batch * self.hparams.batch_size * self.trainer.world_size
+
+    def _pass_start(self) -> tuple[int, int] | None:
+        """Where a pass of the training sampler starts during a fit (None otherwise). The first
+        pass of a fit resumed from a checkpoint, which starts where the checkpoint was saved,
+        also restores the checkpoint's random state."""
+        batches = self._batches_trained()
+        if batches is None:
+            return None
+        position = self._position(batches)
+        if self._rng is not None:
+            # Not in a fit that did not resume (a checkpoint loaded by validate, say).
+            if position == self.resume:
+                set_rng_states(self._rng)
+            self._rng = None
+        return position
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training resumes: an epoch and the global samples consumed in it; during a fit
+        also the global random states ("rng", see `rng_states`).
 
         Lightning calls this when it saves a checkpoint. The position comes from the trainer's
         count of batches trained on, not from the sampler, which the DataLoader's prefetching
-        (and its workers) run ahead of training.
+        (and its workers) run ahead of training, nor from the trainer's epoch number, which runs
+        ahead once an epoch cut short by max_steps has ended.
         """
-        trainer = self.trainer
-        if trainer is None:
+        batches = self._batches_trained()
+        if batches is None:
             epoch, samples = self.resume
-        else:
-            epoch = trainer.current_epoch
-            batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if batches >= trainer.num_training_batches:  # the epoch is over: resume at the next
-                epoch, batches = epoch + 1, 0
-            samples = batches * self.hparams.batch_size * trainer.world_size
-        return {"epoch": epoch, "samples": samples}
+            return {"epoch": epoch, "samples": samples}
+        epoch, samples = self._position(batches)
+        return {"epoch": epoch, "samples": samples, "rng": rng_states()}
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning calls this before train_dataloader(), whose sampler starts from here.
         self.resume = (state_dict["epoch"], state_dict["samples"])
+        self._rng = state_dict.get("rng")
