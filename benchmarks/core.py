@@ -76,7 +76,7 @@ def bench_solves(args: argparse.Namespace) -> list[dict]:
                         walls=walls,
                         preconditioner=name,
                         iterations=int(info.iterations.median()),
-                        max_iter=default_max_iter(system),
+                        max_iter=default_max_iter(system, name),
                         converged=bool(info.converged.all()),
                         residual=float(info.residual.max()),  # true relative residual
                         seconds=seconds,
@@ -168,7 +168,7 @@ def peak_backward_memory(system: System, name: str, implicit: bool, tol: float) 
         else:
             precondition = make_preconditioner(name, s, s.source)
             phi = conjugate_gradient(
-                s.operator, s.source, precondition, tol=tol, max_iter=default_max_iter(s)
+                s.operator, s.source, precondition, tol=tol, max_iter=default_max_iter(s, name)
             )[0]
         (phi * s.source).sum().backward()
     return memory.peak

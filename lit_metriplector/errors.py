@@ -8,6 +8,14 @@ from __future__ import annotations
 class MetriplectorError(Exception):
     """Base of every error whose message alone tells the user what is wrong and what to do."""
 
+    # The most recent one raised: libraries that validate our constructors (jsonargparse) keep
+    # only the message of what they caught; the CLI finds the error again through this.
+    last: MetriplectorError | None = None
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        MetriplectorError.last = self
+
 
 class DataError(MetriplectorError, ValueError):
     """A data file or corpus is missing, malformed or unsuitable; the message names the file

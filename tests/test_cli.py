@@ -129,6 +129,7 @@ def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
         [
             "predict",
             *tiny(ROOT / "configs" / "maze.yaml"),
+            "--untrained=true",
             "--trainer.logger=false",
             "--trainer.enable_progress_bar=false",
         ]
@@ -147,6 +148,7 @@ def test_lm_predict_writes_a_text_file_per_prompt(config, tmp_path, monkeypatch)
             "predict",
             *tiny(ROOT / "configs" / f"{config}.yaml"),
             "--data.init_args.prompts=[hello, é]",
+            "--untrained=true",
             "--trainer.logger=false",
             "--trainer.enable_progress_bar=false",
         ]

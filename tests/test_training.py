@@ -71,8 +71,10 @@ def test_monitors_and_images_in_tensorboard(tmp_path):
     assert {"train/loss_step", "val/f1", "val/exact"} <= set(scalars)
     images = set(events.Tags()["images"])
     assert {"fields/layer0/phi/0", "fields/layer0/current/0", "prediction/0"} <= images
+    # 7x7 sites, each drawn as a 54-pixel square (not one pixel), with a legend strip below
     picture = events.Images("prediction/0")[-1]
-    assert (picture.width, picture.height) == (7, 7)
+    assert picture.width == 7 * 54 and picture.height > picture.width
+    assert events.Images("fields/layer0/phi/0")[-1].width >= 256
 
 
 def test_monitors_write_scalars_without_tensorboard(tmp_path):

@@ -1,7 +1,8 @@
-"""Callbacks: physics monitors, field images, prediction writers."""
+"""Callbacks: physics and learning-rate monitors, field images, prediction writers."""
 
+from .checkpoint import RunCheckpoint
 from .images import FieldImageLogger
-from .monitors import EnergyMonitor, EntropyMonitor
+from .monitors import EnergyMonitor, EntropyMonitor, LearningRateLogger
 from .probe import ProbeCallback
 from .writers import MazeWriter, TextWriter
 
@@ -9,7 +10,9 @@ __all__ = [
     "EnergyMonitor",
     "EntropyMonitor",
     "FieldImageLogger",
+    "LearningRateLogger",
     "MazeWriter",
     "ProbeCallback",
+    "RunCheckpoint",
     "TextWriter",
 ]

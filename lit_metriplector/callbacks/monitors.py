@@ -1,9 +1,10 @@
-"""Physics monitors: energy conservation and entropy production during the rollout."""
+"""Monitors: energy conservation and entropy production during the rollout, learning rates."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from lightning.pytorch import callbacks as lightning_callbacks
 from torch import Tensor
 
 from ..core import DynamicsReport
@@ -79,3 +80,34 @@ class EntropyMonitor(ProbeCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.violations = state_dict["violations"]
+
+
+class LearningRateLogger(lightning_callbacks.LearningRateMonitor):
+    """Lightning's ``LearningRateMonitor`` (the learning rate per optimizer step in the logs),
+    except that a run without a logger (the debug overlay) skips it instead of failing.
+
+    Args:
+        logging_interval: ``"step"`` or ``"epoch"``.
+        log_momentum: also log the momentum (or Adam's beta1).
+        log_weight_decay: also log the weight decay.
+    """
+
+    def __init__(
+        self,
+        logging_interval: Literal["step", "epoch"] | None = "step",
+        log_momentum: bool = False,
+        log_weight_decay: bool = False,
+    ) -> None:
+        super().__init__(logging_interval, log_momentum, log_weight_decay)
+
+    def on_train_start(self, trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)

@@ -10,8 +10,8 @@ from typing import get_args
 
 from torch.utils.data import DataLoader, Dataset
 
-from ..datasets.mazes import Algorithm, GeneratedMazes, StoredMazes
-from ..errors import ConfigError, MissingFileError
+from ..datasets.mazes import Algorithm, GeneratedMazes, StoredMazes, read_mazes
+from ..errors import ConfigError
 from .sampling import PermutationSampler, ResumableDataModule
 
 
@@ -79,10 +79,9 @@ class MazeDataModule(ResumableDataModule):
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         if algorithm not in get_args(Algorithm):
             raise ConfigError(f"algorithm must be one of {get_args(Algorithm)}, got {algorithm!r}")
-        # Check files now rather than after a long fit; they are parsed in setup.
+        # Validate files now rather than after a long fit (setup reads them again).
         for file in [*(test_files or []), *(predict_files or [])]:
-            if not Path(file).is_file():
-                raise MissingFileError(f"maze file not found: {file}")
+            read_mazes(file)
         self.save_hyperparameters()
         self.test_names = [f"{2 * c + 1}x{2 * c + 1}" for c in test_cells]
         self.test_names += [Path(f).stem for f in test_files or []]

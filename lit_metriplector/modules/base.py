@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from ..core import DynamicsReport
+from ..core.solver import TALLY
+from ..errors import ConfigError, DivergenceError
+from .divergence import describe_reports, nonfinite_gradient
 
 
 @runtime_checkable
@@ -41,6 +44,16 @@ def count_parameters(module: nn.Module) -> int:
 
 class MetriplectorTask(L.LightningModule, ABC):
     """Base task: the network, its optimizer, metrics per stage and per test set.
+
+    Divergence policy: a non-finite training loss or gradient stops the run at once with a
+    ``DivergenceError`` naming the step, the quantity (the loss, or the first parameter whose
+    gradient is not finite) and the state of every Metriplector layer on that batch. Nothing is
+    saved on the way out, so the last checkpoint written before it stays the last good one.
+    (Under ``16-mixed`` precision the gradient scaler owns infinite gradients: it skips those
+    steps itself, so only the loss is checked there.)
+
+    Evaluating or predicting with weights that were neither trained nor loaded from a checkpoint
+    warns loudly (the CLI refuses it).
 
     Args:
         network: the task network (pure torch, a ``TaskNetwork``): one of
@@ -74,12 +87,16 @@ class MetriplectorTask(L.LightningModule, ABC):
         self.network = network
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
-        self.test_names = list(test_names) if test_names else ["test"]
+        self.test_names = list(test_names) if test_names else []
         self.train_metrics = self.build_metrics().clone(prefix="train/")
         self.val_metrics = self.build_metrics().clone(prefix="val/")
+        # one unnamed test set logs as test/<metric>, named ones as test/<name>/<metric>
+        prefixes = [f"test/{name}/" for name in self.test_names] or ["test/"]
         self.test_metrics = nn.ModuleList(
-            self.build_metrics().clone(prefix=f"test/{name}/") for name in self.test_names
+            self.build_metrics().clone(prefix=prefix) for prefix in prefixes
         )
+        self.weights_origin = "initial"  # then "trained" or "checkpoint"
+        self._last_batch: Any = None
 
     # --- template methods ------------------------------------------------------------------
 
@@ -94,6 +111,9 @@ class MetriplectorTask(L.LightningModule, ABC):
     @abstractmethod
     def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
         """The training loss of the network's output against the target."""
+
+    # What the colours of ``render_prediction``'s pictures mean, written under them.
+    prediction_legend: str = ""
 
     def render_prediction(self, batch: Any, output: Tensor) -> Tensor | None:
         """Pictures of the predictions against the targets, ``(B, 3, H, W)`` uint8, for the
@@ -110,9 +130,89 @@ class MetriplectorTask(L.LightningModule, ABC):
             self.network.compile()
             self._compiled = True
 
+    # The name of the validation metric that summarises a run in TensorBoard's HPARAMS tab.
+    hp_metric: str | None = None
+
     def on_fit_start(self) -> None:
+        TALLY.reset()
         if self.logger is not None:
-            self.logger.log_hyperparams({"parameters": count_parameters(self.network)})
+            self.logger.log_hyperparams(self._recipe())
+
+    def _recipe(self) -> dict[str, Any]:
+        """The training recipe for the HPARAMS tab: size, optimizer and schedule settings."""
+        recipe: dict[str, Any] = {"parameters": count_parameters(self.network)}
+        for optimizer in self.trainer.optimizers[:1]:
+            recipe["optimizer"] = type(optimizer).__name__
+            group = optimizer.param_groups[0]
+            for key in ("lr", "initial_lr", "weight_decay", "betas", "momentum", "eps"):
+                if key in group:
+                    recipe[f"optimizer/{key}"] = group[key]
+        for config in self.trainer.lr_scheduler_configs[:1]:
+            scheduler = config.scheduler
+            recipe["lr_scheduler"] = type(scheduler).__name__
+            for key in ("total_steps", "T_max", "step_size", "gamma"):
+                if hasattr(scheduler, key):
+                    recipe[f"lr_scheduler/{key}"] = getattr(scheduler, key)
+        return recipe
+
+    def on_fit_end(self) -> None:
+        if TALLY.unconverged:
+            warnings.warn(
+                f"CG: {TALLY.unconverged} of {TALLY.samples} solved samples did not converge "
+                f"during this fit (worst relative residual {TALLY.worst_residual:.2e}; per step "
+                f"in solver/unconverged)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def on_train_start(self) -> None:
+        self.weights_origin = "trained"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.weights_origin = "checkpoint"
+
+    def _warn_if_untrained(self, stage: str) -> None:
+        if self.weights_origin == "initial":
+            warnings.warn(
+                f"{stage} runs on the network's initial (untrained) weights: fit first or load a "
+                f"checkpoint (load_from_checkpoint, or ckpt_path=...)",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def on_test_start(self) -> None:
+        self._warn_if_untrained("test")
+
+    def on_predict_start(self) -> None:
+        self._warn_if_untrained("predict")
+
+    def on_validation_epoch_end(self) -> None:
+        value = self.trainer.callback_metrics.get(self.hp_metric) if self.hp_metric else None
+        if value is not None and not self.trainer.sanity_checking:
+            self.log("hp_metric", value, sync_dist=False)
+
+    def _diverged(self, what: str) -> DivergenceError:
+        """The error that stops a diverged run, with the physics of the offending batch."""
+        state = ""
+        if self._last_batch is not None:
+            try:
+                state = "; on that batch: " + describe_reports(
+                    *self.rollout_diagnostics(self._last_batch)
+                )
+            except Exception as error:  # the diagnosis must not hide the divergence
+                state = f"; the diagnostic pass failed too ({error})"
+        return DivergenceError(
+            f"training diverged at step {self.global_step}: {what}{state}. Nothing was saved "
+            f"after it; lower the learning rate or add gradient clipping "
+            f"(trainer.gradient_clip_val)"
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if str(self.trainer.precision).startswith("16"):
+            return  # the gradient scaler skips steps with infinite gradients itself
+        name = nonfinite_gradient(self)
+        if name is not None:
+            raise self._diverged(f"the gradient of {name} is not finite")
 
     def _metrics(self, stage: str, dataloader_idx: int) -> MetricCollection:
         if stage == "test":
@@ -144,7 +244,13 @@ class MetriplectorTask(L.LightningModule, ABC):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        self._last_batch = batch
+        loss = self._shared_step(batch, "train")
+        if not bool(torch.isfinite(loss)):
+            raise self._diverged(f"the training loss is {loss.item()}")
+        if TALLY.samples:  # networks that solve: how many solves missed their tolerance so far
+            self.log("solver/unconverged", float(TALLY.unconverged), on_step=True, on_epoch=False)
+        return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self._shared_step(batch, "val", dataloader_idx)
@@ -174,11 +280,18 @@ class MetriplectorTask(L.LightningModule, ABC):
         optimizer = self.optimizer(self.parameters())
         if self.lr_scheduler is None:
             return optimizer
-        scheduler = self.lr_scheduler(optimizer)
+        try:
+            scheduler = self.lr_scheduler(optimizer)
+        except ZeroDivisionError as error:  # torch's OneCycleLR with a warm-up of length 0
+            raise ConfigError(
+                "lr_scheduler: division by zero while building it; with OneCycleLR, "
+                "pct_start x total_steps = 1 leaves a warm-up of zero length: raise pct_start "
+                "or total_steps"
+            ) from error
         total = getattr(scheduler, "total_steps", None)  # OneCycleLR fails when stepped past it
         max_steps = self.trainer.max_steps if self._trainer is not None else -1
         if total is not None and max_steps > total:
-            raise ValueError(
+            raise ConfigError(
                 f"lr_scheduler total_steps={total} is less than trainer.max_steps={max_steps}: "
                 f"the schedule would end mid-run; set both to the same value"
             )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torchmetrics import MetricCollection
 
@@ -33,7 +35,11 @@ class LMTask(MetriplectorTask):
         temperature: sampling temperature of ``predict``; 0 is greedy.
         top_k: ``predict`` samples among the ``top_k`` likeliest bytes (None: all).
         max_new_bytes: bytes generated per prompt.
+        sample_bytes: at the end of every validation, a continuation of this many bytes of the
+            data's first prompt goes to TensorBoard's TEXT tab (0: none).
     """
+
+    hp_metric = "val/bpb"
 
     def __init__(
         self,
@@ -41,11 +47,13 @@ class LMTask(MetriplectorTask):
         temperature: float = 0.8,
         top_k: int | None = 40,
         max_new_bytes: int = 256,
+        sample_bytes: int = 128,
         **kwargs: Any,
     ) -> None:
         self.temperature = temperature
         self.top_k = top_k
         self.max_new_bytes = max_new_bytes
+        self.sample_bytes = sample_bytes
         super().__init__(*args, **kwargs)
 
     def setup(self, stage: str) -> None:
@@ -61,6 +69,22 @@ class LMTask(MetriplectorTask):
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection({"bpb": BitsPerByte()})
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers or not self.sample_bytes or self.trainer.sanity_checking:
+            return
+        prompts = getattr(self.trainer.datamodule, "prompts", None) or [torch.tensor([10])]
+        prompt = prompts[0].to(self.device)[None]
+        # a private generator: sampling must not move the global RNG (exact resume)
+        generator = torch.Generator(self.device).manual_seed(self.global_step)
+        out = generate(
+            self.network, prompt, self.sample_bytes, self.temperature, self.top_k, generator
+        )
+        text = bytes(out[0].tolist()).decode("utf-8", errors="replace")
+        for logger in loggers:  # TensorBoard renders markdown: keep the bytes as code
+            logger.experiment.add_text("samples/prompt0", f"```\n{text}\n```", self.global_step)
 
     def split_batch(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         return batch[:, :-1], batch[:, 1:]

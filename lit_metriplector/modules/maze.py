@@ -31,6 +31,9 @@ class MazeTask(MetriplectorTask):
         pos_weight: weight of path sites in the loss (paths are a minority of sites).
     """
 
+    hp_metric = "val/f1"
+    prediction_legend = "blue: path  orange: extra  purple: missed  green/red: start/goal"
+
     def __init__(self, *args: Any, pos_weight: float = 1.0, **kwargs: Any) -> None:
         self.pos_weight = pos_weight
         super().__init__(*args, **kwargs)

@@ -1,0 +1,345 @@
+"""A new user's path under bad input, divergence and repetition (docs/reliability.md): nothing
+silent, nothing lost, errors as one readable line."""
+
+import hashlib
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from lit_metriplector.cli import main
+from lit_metriplector.core import CGOptions, Grid2D, System, solve
+from lit_metriplector.datamodules import MazeDataModule
+from lit_metriplector.errors import DivergenceError
+from lit_metriplector.modules import MazeTask
+from lit_metriplector.networks import MazeNetwork
+
+ROOT = Path(__file__).resolve().parents[1]
+MAZE = ROOT / "configs" / "maze.yaml"
+DEBUG = ROOT / "configs" / "trainer" / "debug.yaml"
+TINY_MAZE = [
+    "--config",
+    str(MAZE),
+    "--model.init_args.network.init_args.features=8",
+    "--model.init_args.network.init_args.fields=1",
+    "--data.init_args.train_cells=3",
+    "--data.init_args.val_cells=3",
+    "--data.init_args.test_cells=[4]",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.train_size=32",
+    "--data.init_args.val_size=8",
+    "--data.init_args.test_size=8",
+    "--data.init_args.predict_cells=3",
+    "--data.init_args.predict_size=4",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+SHORT_FIT = ["--trainer.max_steps=8", "--trainer.val_check_interval=4", "--test_after_fit=false"]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fails_with(args: list[str], capsys, *fragments: str) -> str:
+    """Run the CLI in-process: it must exit with status 1 and one line naming the problem."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("lit-metriplector: error:")]
+    assert len(lines) == 1, err[-2000:]
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+# --- 1. divergence --------------------------------------------------------------------------
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    last = tmp_path / "runs" / "maze" / "checkpoints" / "last.ckpt"
+    good = digest(last)
+    line = fails_with(
+        ["fit", *TINY_MAZE, *SHORT_FIT, "--model.init_args.optimizer.init_args.lr=1e6"],
+        capsys,
+        "training diverged at step",
+        "layer 0:",
+    )
+    assert "CG residual" in line  # the rollout's diagnostics say what the physics did
+    assert digest(last) == good
+
+
+def test_a_nonfinite_source_gives_nonfinite_fields_not_a_silent_zero():
+    system = System(Grid2D(4, 4), torch.ones(1, 1, 2, 4, 4), mass2=torch.ones(1, 1, 4, 4))
+    source = torch.zeros(1, 1, 4, 4)
+    source[0, 0, 1, 1] = float("inf")
+    phi, info = solve(system.replace(source=source), CGOptions())
+    assert torch.isnan(phi).all() and not info.converged.any()
+
+
+def test_a_nonfinite_loss_names_the_step():
+    task = MazeTask(network=MazeNetwork(features=8, fields=1))
+    with torch.no_grad():
+        task.network.head[-1].bias.fill_(float("nan"))
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    with pytest.raises(DivergenceError, match="at step 0: the training loss is nan"):
+        trainer.fit(task, MazeDataModule(train_cells=3, train_size=8, batch_size=4))
+
+
+# --- 2. untrained weights, prediction folders ----------------------------------------------
+
+
+@pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])
+def test_evaluating_without_a_checkpoint_is_refused(subcommand, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails_with([subcommand, *TINY_MAZE], capsys, f"{subcommand} needs trained weights")
+
+
+def test_untrained_weights_warn_in_python():
+    task = MazeTask(network=MazeNetwork(features=8, fields=1))
+    data = MazeDataModule(train_cells=3, test_cells=[3], test_size=4, batch_size=4)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.warns(UserWarning, match="initial \\(untrained\\) weights"):
+        trainer.test(task, datamodule=data)
+
+
+def test_a_prediction_run_replaces_the_previous_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    out = tmp_path / "predictions" / "maze" / "7x7"
+    main(["predict", *TINY_MAZE, "--ckpt_path", "last", "--data.init_args.predict_size=8"])
+    assert len(list(out.glob("*.png"))) == 8
+    main(["predict", *TINY_MAZE, "--ckpt_path", "last"])  # 4 mazes: none of the 8 may remain
+    assert len(list(out.glob("*.png"))) == 4
+    manifest = json.loads((tmp_path / "predictions" / "maze" / "predictions.json").read_text())
+    assert manifest["checkpoint"].endswith("last.ckpt")
+
+
+def test_a_prediction_run_never_deletes_files_it_did_not_write(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    mine = tmp_path / "predictions" / "maze" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("keep me")
+    fails_with(["predict", *TINY_MAZE, "--ckpt_path", "last"], capsys, "did not write")
+    assert mine.read_text() == "keep me"
+
+
+# --- 3. one path to the latest model -------------------------------------------------------
+
+
+def test_the_readme_commands_stay_true_after_repeated_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    last = tmp_path / "runs" / "maze" / "checkpoints" / "last.ckpt"
+    main(["fit", *TINY_MAZE, "--config", str(DEBUG)])  # a debug run writes no checkpoint
+    assert not last.exists()
+    steps = []
+    for max_steps in (4, 8):
+        main(["fit", *TINY_MAZE, *SHORT_FIT, f"--trainer.max_steps={max_steps}"])
+        steps.append(torch.load(last, weights_only=False)["global_step"])
+        main(["test", *TINY_MAZE, "--ckpt_path", "last"])
+    assert steps == [4, 8]  # last.ckpt is always the latest fit, not last-v1.ckpt
+    assert not list(last.parent.glob("last-v*.ckpt"))
+    main(["fit", *TINY_MAZE, "--config", str(DEBUG)])
+    assert torch.load(last, weights_only=False)["global_step"] == 8
+
+
+def test_ckpt_path_last_without_a_fit_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails_with(["test", *TINY_MAZE, "--ckpt_path", "last"], capsys, "no last checkpoint yet")
+
+
+# --- 5. errors a person can read -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--data.init_args.batch_size=0"], ["batch_size must be >= 1, got 0"]),
+        (["--data.init_args.test_files=[nope.txt]"], ["maze file not found: nope.txt"]),
+        (["--ckpt_path", "missing.ckpt"], ["checkpoint not found: missing.ckpt"]),
+        (["--ckpt_path", "notes.ckpt"], ["notes.ckpt is not a checkpoint"]),
+        (["--data.init_args.test_files=[text.npz]"], ["text.npz", "not a readable .npz"]),
+    ],
+    ids=["batch_size", "maze_file", "missing_ckpt", "text_ckpt", "text_npz"],
+)
+def test_maze_errors_are_one_line(args, fragments, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    line = fails_with(["fit", *TINY_MAZE, *SHORT_FIT, *args], capsys, *fragments)
+    assert "weights_only" not in line and "allow_pickle" not in line
+
+
+@pytest.mark.parametrize(
+    ("corpus", "fragment"),
+    [(None, "does not exist"), (b"", "is empty"), (b"short", "fewer than seq_len + 2")],
+    ids=["missing", "empty", "too_short"],
+)
+def test_corpus_errors_are_one_line(corpus, fragment, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "corpus.txt"
+    if corpus is not None:
+        path.write_bytes(corpus)
+    args = ["fit", "--config", str(ROOT / "configs" / "lm.yaml"), f"--data.init_args.path={path}"]
+    fails_with([*args, "--data.init_args.seq_len=16", "--trainer.max_steps=1"], capsys, fragment)
+
+
+def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lit_metriplector",
+            "fit",
+            *TINY_MAZE,
+            "--data.init_args.batch_size=0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "lit-metriplector: error: batch_size must be >= 1, got 0"
+    )
+
+
+# --- 6. warnings that cry wolf -------------------------------------------------------------
+
+
+def test_the_first_maze_command_trains_without_solver_warnings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(
+            [
+                "fit",
+                "--config",
+                str(MAZE),
+                "--trainer.max_steps=20",
+                "--trainer.val_check_interval=10",
+                "--data.init_args.val_size=32",
+                "--data.init_args.test_size=32",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.logger=false",
+            ]
+        )
+    solver = [w for w in caught if "CG" in str(w.message)]
+    assert not solver, [str(w.message) for w in solver]
+
+
+# --- 9. overlays and the Python API --------------------------------------------------------
+
+
+def test_test_metrics_outside_the_cli_have_one_prefix():
+    task = MazeTask(network=MazeNetwork(features=8, fields=1))
+    data = MazeDataModule(train_cells=3, test_cells=[3], test_size=4, batch_size=4)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.test(task, datamodule=data)
+    assert "test/f1" in trainer.callback_metrics
+    assert not any(key.startswith("test/test/") for key in trainer.callback_metrics)
+
+
+def test_one_cycle_without_warmup_is_a_config_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fails_with(
+        [
+            "fit",
+            *TINY_MAZE,
+            *SHORT_FIT,
+            "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.OneCycleLR",
+            "--model.init_args.lr_scheduler.max_lr=0.01",
+            "--model.init_args.lr_scheduler.total_steps=10",
+            "--model.init_args.lr_scheduler.pct_start=0.1",
+        ],
+        capsys,
+        "pct_start x total_steps = 1",
+    )
+
+
+def test_checkpoints_load_with_the_network_passed_in_python(tmp_path):
+    task = MazeTask(network=MazeNetwork(features=8, fields=1))
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
+    )
+    trainer.fit(task, DataLoader([{"input": torch.zeros(3, 7, 7), "target": torch.zeros(7, 7)}]))
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = MazeTask.load_from_checkpoint(path, network=MazeNetwork(features=8, fields=1))
+    assert loaded.weights_origin == "checkpoint"
+
+
+# --- 7. dashboards ---------------------------------------------------------------------------
+
+
+def read_events(folder: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def test_maze_dashboard_has_the_learning_rate_the_recipe_and_a_final_metric(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.log_every_n_steps=1"])
+    events = read_events(tmp_path / "runs" / "maze" / "version_0")
+    scalars = events.Tags()["scalars"]
+    assert "lr-AdamW" in scalars and len(events.Scalars("lr-AdamW")) == 8
+    hp = events.Scalars("hp_metric")
+    assert hp[-1].value == events.Scalars("val/f1")[-1].value != -1
+    session = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    assert b"optimizer/lr" in session and b"AdamW" in session
+
+
+def test_lm_validation_logs_a_text_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 40)
+    main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "lm.yaml"),
+            f"--data.init_args.path={corpus}",
+            "--model.init_args.network.init_args.width=16",
+            "--model.init_args.network.init_args.layers=1",
+            "--model.init_args.network.init_args.modes=4",
+            "--model.init_args.sample_bytes=16",
+            "--model.init_args.lr_scheduler.total_steps=4",
+            "--data.init_args.seq_len=16",
+            "--data.init_args.batch_size=2",
+            "--data.init_args.val_windows=2",
+            "--trainer.max_steps=4",
+            "--trainer.val_check_interval=2",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    events = read_events(tmp_path / "runs" / "lm" / "version_0")
+    assert "samples/prompt0/text_summary" in events.Tags()["tensors"]
+    assert len(events.Tensors("samples/prompt0/text_summary")) == 2
