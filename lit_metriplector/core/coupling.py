@@ -40,13 +40,17 @@ from .system import System
 
 
 def couple(graph: Tensor, x: Tensor) -> Tensor:
-    """``(K_{h(a)} x_a)_x = sum_y K_{h(a),xy} x_{a,y}`` for ``x`` ``(B, C, N)`` and ``graph``
-    ``(H, N, N)`` (symmetric): the ``C`` fields split into ``H`` equal groups, one per head."""
+    """``(K_{h(a)} x_a)_x = sum_y K_{h(a),xy} x_{a,y}`` for ``x`` ``(..., C, N)`` and ``graph``
+    ``(H, N, N)`` (symmetric): the ``C`` fields split into ``H`` equal groups, one per head.
+    One batched matmul per head over every leading index (no per-sample copy of ``K``)."""
     heads, n = graph.shape[0], graph.shape[-1]
-    if x.shape[1] % heads:
-        raise ValueError(f"{x.shape[1]} fields do not split into {heads} coupling heads")
-    grouped = x.reshape(x.shape[0], heads, -1, n)  # (B, H, C/H, N)
-    return torch.matmul(grouped, graph.to(x.dtype)).reshape(x.shape)  # K symmetric: x K = K x
+    fields = x.shape[-2]
+    if fields % heads:
+        raise ValueError(f"{fields} fields do not split into {heads} coupling heads")
+    grouped = x.unflatten(-2, (heads, fields // heads)).movedim(-3, 0)  # (H, ..., C/H, N)
+    shape = grouped.shape
+    out = torch.bmm(grouped.reshape(heads, -1, n), graph.to(x.dtype))  # K symmetric: x K = K x
+    return out.reshape(shape).movedim(0, -3).flatten(-3, -2)
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,14 @@ class CoupledSystem(System):
 
     def __post_init__(self) -> None:
         # No edge mask: ``kappa`` holds site conductivities here.
-        if self.graph is None or self.graph.dim() != 3 or self.graph.shape[1:] != (
-            self.lattice.num_sites,
-            self.lattice.num_sites,
+        if (
+            self.graph is None
+            or self.graph.dim() != 3
+            or self.graph.shape[1:]
+            != (
+                self.lattice.num_sites,
+                self.lattice.num_sites,
+            )
         ):
             shape = None if self.graph is None else tuple(self.graph.shape)
             raise ValueError(
@@ -80,18 +89,20 @@ class CoupledSystem(System):
                 "System); use friction (gamma) for dissipation"
             )
 
-    def _degree(self, like: Tensor) -> Tensor:
-        k = self.kappa.expand_as(like)
-        return k * couple(self.graph, k)
+    def _coupled(self, *xs: Tensor) -> list[Tensor]:
+        """``K x`` for each ``x`` (same shape), in one batched matmul."""
+        return list(couple(self.graph, torch.stack(torch.broadcast_tensors(*xs))).unbind(0))
 
-    def _neighbours(self, phi: Tensor) -> Tensor:
-        """``sum_y kappa_xy phi_y = k K (k phi)``."""
+    def _laplacian_terms(self, phi: Tensor) -> tuple[Tensor, Tensor]:
+        """The weighted degree ``d = k K k`` and the neighbour sum ``k K (k phi)``."""
         k = self.kappa
-        return k * couple(self.graph, (k * phi).expand_as(phi))
+        k_k, k_phi = self._coupled(k.expand_as(phi), k * phi)
+        return k * k_k, k * k_phi
 
     def operator(self, phi: Tensor) -> Tensor:
         """``A phi = L_kappa phi + mass2 phi + W phi`` with the weighted graph Laplacian."""
-        out = self._degree(phi) * phi - self._neighbours(phi)
+        degree, neighbours = self._laplacian_terms(phi)
+        out = degree * phi - neighbours
         if self.mass2 is not None:
             out = out + self.mass2 * phi
         if self.coupling is not None:
@@ -99,7 +110,8 @@ class CoupledSystem(System):
         return out
 
     def operator_diagonal(self, like: Tensor) -> Tensor:
-        diag = self._degree(like)
+        k = self.kappa.expand_as(like)
+        diag = k * couple(self.graph, k)
         if self.mass2 is not None:
             diag = diag + self.mass2
         if self.coupling is not None:
@@ -110,14 +122,14 @@ class CoupledSystem(System):
         """The edge energy ``kappa_e (grad_e phi)^2 / 2`` as per-site shares ``(B, C, N)``:
         each edge gives half to each endpoint, so the sum over sites is the edge sum."""
         k = self.kappa
-        quad = k * couple(self.graph, (k * phi**2).expand_as(phi))
-        return 0.25 * (self._degree(phi) * phi**2 - 2 * phi * self._neighbours(phi) + quad)
+        k_k, k_phi, k_phi2 = self._coupled(k.expand_as(phi), k * phi, k * phi**2)
+        return 0.25 * k * (k_k * phi**2 - 2 * phi * k_phi + k_phi2)
 
     def edge_conductance(self) -> Tensor:
         """The edge conductances ``kappa_xy = k_x K_xy k_y`` ``(B, C, N, N)``: big, for tests
         and pictures only."""
         k = self.kappa
-        heads, n = self.graph.shape[0], self.graph.shape[-1]
+        heads = self.graph.shape[0]
         fields = k.shape[1]
         graph = self.graph.repeat_interleave(fields // heads, dim=0)  # (C, N, N)
         return k.unsqueeze(-1) * graph * k.unsqueeze(-2)
@@ -151,31 +163,43 @@ class SharedCoupling(nn.Module):
     """A learned coupling ``K`` ``(H, N, N)`` shared by every sample: symmetric, ``>= 0``, zero
     diagonal, each weighted degree ``sum_y K_xy < scale``.
 
-    ``K_xy = scale / (N - 1) * sigmoid((S_xy + S_yx) / 2)``, ``S`` a free ``(H, N, N)``
-    parameter initialised at ``init`` plus noise ``noise`` (which breaks the symmetry between
-    sites: nothing else tells them apart).
+    ``K_xy = scale / (N - 1) * sigmoid(gain (S_xy + S_yx) / 2)``, ``S`` a free ``(H, N, N)``
+    parameter whose logits ``gain S`` start at ``init`` plus noise ``noise`` (which breaks the
+    symmetry between sites: nothing else tells them apart). ``gain`` multiplies the learning
+    rate of the coupling under Adam-type optimizers (whose steps do not depend on the gradient's
+    scale): a pair's logit must travel several units, one learning rate per step at best.
 
     Args:
         sites: ``N``.
         heads: ``H``, independent graphs.
         scale: bound of the weighted degree.
-        init: initial logit of every pair (``sigmoid(-2) = 0.12``).
+        init: initial logit of every pair (``sigmoid(0) = 1/2``).
         noise: standard deviation of the initial logits.
+        gain: the logits are ``gain`` times the parameter.
     """
 
     def __init__(
-        self, sites: int, heads: int = 4, scale: float = 4.0, init: float = -2.0, noise: float = 0.1
+        self,
+        sites: int,
+        heads: int = 4,
+        scale: float = 4.0,
+        init: float = 0.0,
+        noise: float = 0.1,
+        gain: float = 1.0,
     ) -> None:
         super().__init__()
-        if sites < 2 or heads < 1 or scale <= 0:
-            raise ValueError(f"need sites >= 2, heads >= 1, scale > 0; got {sites}, {heads}, {scale}")
-        self.sites, self.heads, self.scale = sites, heads, scale
-        self.logits = nn.Parameter(init + noise * torch.randn(heads, sites, sites))
-        self.register_buffer("off_diagonal", 1 - torch.eye(sites), persistent=False)
+        if sites < 2 or heads < 1 or scale <= 0 or gain <= 0:
+            raise ValueError(
+                f"need sites >= 2, heads >= 1, scale > 0, gain > 0; got {sites}, {heads}, "
+                f"{scale}, {gain}"
+            )
+        self.sites, self.heads, self.scale, self.gain = sites, heads, scale, gain
+        self.logits = nn.Parameter((init + noise * torch.randn(heads, sites, sites)) / gain)
 
     def forward(self) -> Tensor:
-        s = 0.5 * (self.logits + self.logits.transpose(-1, -2))
-        return torch.sigmoid(s) * self.off_diagonal * (self.scale / (self.sites - 1))
+        s = 0.5 * self.gain * (self.logits + self.logits.transpose(-1, -2))
+        upper = (torch.sigmoid(s) * (self.scale / (self.sites - 1))).triu(1)
+        return upper + upper.transpose(-1, -2)  # exactly symmetric, zero diagonal
 
 
 def laplacian(graph: Tensor) -> Tensor:

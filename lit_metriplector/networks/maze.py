@@ -1,4 +1,4 @@
-"""Maze solver on the dissipative branch (DESIGN.md §3).
+"""Maze solver on the dissipative branch (docs/architecture.md, "Tasks").
 
 The maze configures an unscreened Poisson system: walls are insulators, local convolutions
 set the conductance of the open sites, and a dipole source sits at start (+) and goal (-). CG
