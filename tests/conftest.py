@@ -1,7 +1,13 @@
-import pytest
-import torch
+import os
 
-from lit_metriplector.core import Chain1D, DenseGraph, Grid2D, State, System
+# Before torch loads OpenMP (see lit_metriplector/__main__.py): spinning threads make the suite
+# several times slower whenever the cores are shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lit_metriplector.core import Chain1D, DenseGraph, Grid2D, State, System  # noqa: E402
 
 LATTICES = [Grid2D(4, 5), Chain1D(6), DenseGraph(5)]
 

@@ -21,6 +21,23 @@ TINY_TEXT = [
     "--data.init_args.test_windows=2",
     "--data.init_args.samples_per_epoch=4",
 ]
+# Sudoku runs: a few generated puzzles, no cache.
+TINY_SUDOKU = [
+    "--data.init_args.train_size=8",
+    "--data.init_args.val_size=4",
+    "--data.init_args.test_size=2",
+    "--data.init_args.test_sets=[36]",
+    "--data.init_args.predict_size=2",
+    "--data.init_args.batch_size=2",
+    "--data.init_args.cache_dir=null",
+]
+SUDOKU_NETWORK = [
+    "--model.init_args.network.init_args.features=8",
+    "--model.init_args.network.init_args.fields=4",
+    "--model.init_args.network.init_args.heads=2",
+    "--model.init_args.network.init_args.iterations=2",
+    "--model.init_args.network.init_args.train_iterations=[1, 2]",
+]
 # Per task: overrides that make a run tiny (the configs themselves are full size).
 TINY = {
     "maze": [
@@ -47,6 +64,15 @@ TINY = {
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,
+    ],
+    "sudoku": [*SUDOKU_NETWORK, *TINY_SUDOKU],
+    "sudoku_gpu": [*SUDOKU_NETWORK, *TINY_SUDOKU],
+    "sudoku_rrn": [
+        "--model.init_args.network.init_args.width=8",
+        "--model.init_args.network.init_args.embedding=4",
+        "--model.init_args.network.init_args.iterations=2",
+        "--model.init_args.network.init_args.train_iterations=[1, 2]",
+        *TINY_SUDOKU,
     ],
 }
 

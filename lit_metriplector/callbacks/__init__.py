@@ -1,12 +1,15 @@
 """Callbacks: physics and learning-rate monitors, field images, prediction writers."""
 
 from .checkpoint import RunCheckpoint
+from .coupling import CouplingMonitor
 from .images import FieldImageLogger
 from .monitors import EnergyMonitor, EntropyMonitor, LearningRateLogger
 from .probe import ProbeCallback
+from .sudoku_writer import SudokuWriter
 from .writers import MazeWriter, TextWriter
 
 __all__ = [
+    "CouplingMonitor",
     "EnergyMonitor",
     "EntropyMonitor",
     "FieldImageLogger",
@@ -14,5 +17,6 @@ __all__ = [
     "MazeWriter",
     "ProbeCallback",
     "RunCheckpoint",
+    "SudokuWriter",
     "TextWriter",
 ]

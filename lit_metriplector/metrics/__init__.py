@@ -3,5 +3,14 @@
 from .bits import BitsPerByte
 from .graph import graph_recovery
 from .path import ExactMatch, PathF1
+from .sudoku import BoardExact, BoardValid, CellAccuracy
 
-__all__ = ["BitsPerByte", "ExactMatch", "PathF1", "graph_recovery"]
+__all__ = [
+    "BitsPerByte",
+    "BoardExact",
+    "BoardValid",
+    "CellAccuracy",
+    "ExactMatch",
+    "PathF1",
+    "graph_recovery",
+]

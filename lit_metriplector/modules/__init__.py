@@ -3,5 +3,11 @@
 from .base import MetriplectorTask
 from .lm import LMTask
 from .maze import MazeTask
+from .sudoku import SudokuTask
 
-__all__ = ["LMTask", "MazeTask", "MetriplectorTask"]
+__all__ = [
+    "LMTask",
+    "MazeTask",
+    "MetriplectorTask",
+    "SudokuTask",
+]

@@ -1,0 +1,261 @@
+"""SudokuDataModule: generated puzzles for fit/validate/test/predict, plus puzzle files.
+
+A thin layer over ``datasets.sudoku``: generated sets are seeded (identical on every rank and
+worker) and cached with ``load_or_generate`` when ``cache_dir`` is set. Training puzzles are
+augmented on the fly (digit relabelling by default; the geometric transforms, which teach the
+symmetry group of rows, columns and boxes, are off unless asked for). Each draw of a puzzle gets
+its own transform, a pure function of (seed, epoch, position in the epoch), so the data order
+and the transforms of a resumed run are those of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..datasets.sudoku import SudokuDataset, augment, generate, load_or_generate, read_puzzles
+from ..errors import ConfigError, MissingFileError
+from .sampling import PermutationSampler, ResumableDataModule
+
+_SPEC = re.compile(r"^(\d+)(?:-(\d+))?(:minimal)?$")
+# Seed offsets of the generated splits (a test set of a given spec is the same in any list).
+_SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000, "predict": 3000}
+
+
+def parse_set(spec: str | int) -> tuple[tuple[int, int], bool]:
+    """``"36"``, ``"30-34"`` or ``"22-25:minimal"`` -> ``((low, high), minimal)``: the inclusive
+    range of givens and whether the puzzles are minimal (no given can be removed)."""
+    match = _SPEC.match(str(spec).strip())
+    if match is None:
+        raise ConfigError(
+            f"bad Sudoku set {spec!r}: expected GIVENS, LOW-HIGH or LOW-HIGH:minimal, "
+            "e.g. '36', '30-34' or '22-25:minimal'"
+        )
+    low = int(match.group(1))
+    high = int(match.group(2) or low)
+    if not 17 <= low <= high <= 81:
+        raise ConfigError(f"bad Sudoku set {spec!r}: need 17 <= low <= high <= 81 givens")
+    return (low, high), bool(match.group(3))
+
+
+def set_name(spec: str | int) -> str:
+    """The name a set's metrics are logged under: ``"22-25:minimal"`` -> ``"22-25_minimal"``."""
+    return str(spec).strip().replace(":", "_")
+
+
+class AugmentedSudoku(Dataset):
+    """Puzzles and solutions with a random validity-preserving transform per draw.
+
+    Indexed by keys ``stream * len(self) + index`` (``AugmentationSampler`` yields them): item
+    ``index``, transformed with a generator seeded by ``(seed, stream)``.
+
+    Args:
+        puzzles, solutions: ``(N, 81)`` boards.
+        seed: seed of the transforms.
+        transforms: keyword switches of ``datasets.sudoku.augment`` (``relabel``, ...).
+    """
+
+    def __init__(self, puzzles, solutions, seed: int = 0, **transforms: bool) -> None:
+        self.data = SudokuDataset(puzzles, solutions)
+        self.seed = seed
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        stream, index = divmod(int(key), len(self.data))
+        item = self.data[index]
+        if not any(self.transforms.values()):
+            return item
+        state = np.random.SeedSequence([self.seed, stream]).generate_state(2, dtype=np.uint32)
+        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        puzzle, solution = augment(
+            item["input"][None], item["target"][None], generator, **self.transforms
+        )
+        return {"input": puzzle[0], "target": solution[0]}
+
+
+class AugmentationSampler(PermutationSampler):
+    """A ``PermutationSampler`` whose items also name their transform: it yields
+    ``(epoch * total_size + position) * len(dataset) + index``, so every draw of a puzzle is
+    transformed differently, and a resumed run transforms exactly as an uninterrupted one."""
+
+    def __iter__(self) -> Iterator[int]:
+        # The parent's loop, with the key in place of the index.
+        epoch, first = self.start()
+        n, size = len(self.dataset), self.block_size
+        block_index, block = -1, np.empty(0, dtype=np.int64)
+        for i in range(first + self.rank, self.total_size, self.num_replicas):
+            if i // size != block_index:
+                block_index = i // size
+                block = self.draw(np.random.default_rng((self.seed, epoch, block_index)))
+            yield (epoch * self.total_size + i) * n + int(block[i % size])
+
+
+class SudokuDataModule(ResumableDataModule):
+    """Generated Sudoku puzzles (unique solutions) and puzzle files.
+
+    Batches are ``{"input": (B, 81), "target": (B, 81)}`` long: puzzles (0 = blank) and their
+    solutions. A set is written ``"36"`` (36 givens), ``"30-34"`` (a range) or
+    ``"22-25:minimal"`` (minimal puzzles); its metrics are logged as ``test/<name>/...`` with
+    the ``:`` written ``_`` (``test_names``).
+
+    Args:
+        train_size: training puzzles; an epoch draws each once.
+        train_givens: inclusive range of givens of the training puzzles.
+        val_size: validation puzzles.
+        val_givens: inclusive range of givens of the validation puzzles.
+        test_sets: generated test sets, one loader each, by difficulty (a plain number of
+            givens may be written as an int).
+        test_size: puzzles per generated test set.
+        test_files: puzzle files (``read_puzzles``: CSV or text) tested after the generated
+            sets, one loader each, named by their stem.
+        predict_files: files to predict; if unset, ``predict_size`` puzzles of
+            ``predict_set`` are generated.
+        predict_set: the generated prediction set.
+        predict_size: puzzles in the generated prediction set.
+        batch_size: puzzles per batch.
+        relabel: permute the digits of every training draw.
+        permute_rows: permute rows within bands (injects the symmetry group: off for zero
+            structural injection); likewise the four switches below.
+        permute_bands: permute the bands of three rows.
+        permute_columns: permute columns within stacks.
+        permute_stacks: permute the stacks of three columns.
+        transpose: transpose half of the draws.
+        seed: seed of the generated sets, the shuffle and the transforms.
+        num_workers: DataLoader worker processes.
+        cache_dir: if set, generated sets are stored here as ``.npz`` and reused.
+        generate_workers: processes generating the puzzles (the result does not depend on it).
+    """
+
+    def __init__(
+        self,
+        train_size: int = 20000,
+        train_givens: tuple[int, int] = (22, 44),
+        val_size: int = 500,
+        val_givens: tuple[int, int] = (22, 44),
+        test_sets: list[str | int] = ("36", "30", "22-25:minimal"),
+        test_size: int = 1000,
+        test_files: list[str] | None = None,
+        predict_files: list[str] | None = None,
+        predict_set: str | int = "30",
+        predict_size: int = 16,
+        batch_size: int = 64,
+        relabel: bool = True,
+        permute_rows: bool = False,
+        permute_bands: bool = False,
+        permute_columns: bool = False,
+        permute_stacks: bool = False,
+        transpose: bool = False,
+        seed: int = 0,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        generate_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        counts = {
+            "train_size": train_size,
+            "val_size": val_size,
+            "test_size": test_size,
+            "predict_size": predict_size,
+            "batch_size": batch_size,
+        }
+        for name, value in counts.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if num_workers < 0 or generate_workers < 0:
+            raise ConfigError("num_workers and generate_workers must be >= 0")
+        for name, givens in (("train_givens", train_givens), ("val_givens", val_givens)):
+            low, high = givens
+            if not 17 <= low <= high <= 81:
+                raise ConfigError(f"{name}={tuple(givens)}: need 17 <= low <= high <= 81")
+        for spec in [*test_sets, predict_set]:
+            parse_set(spec)
+        for file in [*(test_files or []), *(predict_files or [])]:
+            if not Path(file).is_file():
+                raise MissingFileError(f"Sudoku file not found: {file}")
+        self.save_hyperparameters()
+        self.transforms = {
+            "relabel": relabel,
+            "permute_rows": permute_rows,
+            "permute_bands": permute_bands,
+            "permute_columns": permute_columns,
+            "permute_stacks": permute_stacks,
+            "transpose": transpose,
+        }
+        self.test_names = [set_name(s) for s in test_sets]
+        self.test_names += [Path(f).stem for f in test_files or []]
+        if not self.test_names:
+            raise ConfigError("test_sets and test_files are both empty; nothing to test")
+        if len(set(self.test_names)) != len(self.test_names):
+            raise ConfigError(f"test sets need distinct names, got {self.test_names}")
+        if predict_files:
+            self.predict_names = [Path(f).stem for f in predict_files]
+        else:
+            self.predict_names = [set_name(predict_set)]
+
+    def _generated_splits(self) -> list[tuple[str, tuple[int, int], bool, int]]:
+        """(split, givens, minimal, size) of every generated set."""
+        hp = self.hparams
+        splits = [
+            ("train", tuple(hp.train_givens), False, hp.train_size),
+            ("val", tuple(hp.val_givens), False, hp.val_size),
+        ]
+        splits += [("test", *parse_set(s), hp.test_size) for s in hp.test_sets]
+        if not hp.predict_files:
+            splits.append(("predict", *parse_set(hp.predict_set), hp.predict_size))
+        return splits
+
+    def _arrays(
+        self, split: str, givens: tuple[int, int], minimal: bool, size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        hp = self.hparams
+        seed = hp.seed + _SPLIT_SEED[split]
+        if hp.cache_dir is None:
+            return generate(size, givens, seed, minimal=minimal, workers=hp.generate_workers)
+        return load_or_generate(
+            hp.cache_dir, size, givens, seed, minimal=minimal, workers=hp.generate_workers
+        )
+
+    def prepare_data(self) -> None:
+        # Lightning runs this in one process per node, so each cache is generated only once.
+        if self.hparams.cache_dir is not None:
+            for split in self._generated_splits():
+                self._arrays(*split)
+
+    def _generated(self, split: str) -> list[Dataset]:
+        return [SudokuDataset(*self._arrays(*s)) for s in self._generated_splits() if s[0] == split]
+
+    def setup(self, stage: str) -> None:
+        hp = self.hparams
+        if stage == "fit":
+            puzzles, solutions = self._arrays("train", tuple(hp.train_givens), False, hp.train_size)
+            self.train_set = AugmentedSudoku(puzzles, solutions, hp.seed, **self.transforms)
+        if stage in ("fit", "validate"):
+            self.val_set = self._generated("val")[0]
+        if stage == "test":
+            self.test_sets = self._generated("test")
+            self.test_sets += [SudokuDataset(*read_puzzles(f)) for f in hp.test_files or []]
+        if stage == "predict":
+            if hp.predict_files:
+                self.predict_sets = [SudokuDataset(*read_puzzles(f)) for f in hp.predict_files]
+            else:
+                self.predict_sets = self._generated("predict")
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.train_sampler(AugmentationSampler, self.train_set))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d) for d in self.test_sets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d) for d in self.predict_sets]

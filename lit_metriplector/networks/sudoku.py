@@ -1,0 +1,202 @@
+"""Sudoku with zero structural injection (DESIGN.md §3): the constraint graph is learned.
+
+The 81 cells are the sites of a fully connected graph whose couplings ``K_h`` (``H`` heads,
+``(H, 81, 81)``, symmetric, ``>= 0``) are parameters shared by every puzzle
+(``core.coupling.SharedCoupling``): rows, columns and boxes are never given, and the network
+knows nothing of where a cell sits but what the coupling learns. Nothing else tells cells apart:
+the network is equivariant under any relabelling of the cells that is applied to ``K`` as well.
+
+Each iteration, with the same weights::
+
+    u = h + embed(puzzle)                                        recall the givens
+    u --heads--> site conductivity k, mass2, source rho (+ the givens' own sources), friction
+                 gamma, initial fields phi0                        the input configures the system
+    rollout: ``steps`` strang steps of CoupledSystem(k, K, ...)   full branch: waves + friction
+    T^00, L per site and field --asinh--> MLP([T, u])             stress-energy readout
+    h = LayerNorm(h + dh);  logits_t = out(h)                     post-norm recurrent state
+
+and the network returns the logits of every iteration ``(B, T, 81, 9)`` (a loss at each). In
+training the number of iterations is drawn from ``train_iterations`` per batch, so the state
+learns to stay put once solved; at test time ``test_iterations`` can be any number (more
+iterations do not make the answer worse: see ``benchmarks/sudoku.py``).
+
+The rates are bounded by construction so the explicit steps are stable: conductivities in
+``(0, 1)``, degrees below ``coupling_scale``, masses below ``max_mass2``, and the time step below
+``1.8 / sqrt(2 coupling_scale + max_mass2)`` (leapfrog is stable while ``dt omega_max < 2``).
+
+``graph="given"`` replaces the learned coupling by the true constraint graph (every head the
+20 peers of each cell), for the ablation. No classical solver touches the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import DenseGraph, DynamicsReport, State, rollout
+from ..core.coupling import CoupledSystem, SharedCoupling, stress_energy
+
+CELLS = 81
+DIGITS = 9
+
+
+def fast_asinh(x: Tensor) -> Tensor:
+    """``asinh`` from elementary ops, ``log1p(a + a^2 / (1 + sqrt(1 + a^2)))`` with the sign of
+    ``x``: accurate near 0 and several times faster than ``torch.asinh`` on this CPU."""
+    a = x.abs()
+    return torch.copysign(torch.log1p(a + a * a / (1 + torch.sqrt(1 + a * a))), x)
+
+
+def given_graph(heads: int, scale: float) -> Tensor:
+    """The true constraint graph as a coupling ``(H, 81, 81)``: the 20 peers of each cell with
+    the weight a learned coupling saturates at, ``scale / 80``, on every head."""
+    from ..datasets.sudoku.structure import peers  # only the ablation reads the true graph
+
+    return peers().float().expand(heads, CELLS, CELLS) * (scale / (CELLS - 1))
+
+
+class SudokuNetwork(nn.Module):
+    """Per-iteration digit logits for Sudoku puzzles ``(B, 81)`` (digits, 0 = blank).
+
+    Args:
+        features: width ``D`` of the recurrent site state.
+        fields: fields ``C`` per site (split evenly over the coupling heads).
+        heads: coupling heads ``H``, each an independent learned graph.
+        steps: integrator steps per iteration.
+        iterations: iterations at eval time (and the nominal training depth).
+        train_iterations: inclusive range of the number of iterations drawn per training batch;
+            ``None`` trains at ``iterations``.
+        test_iterations: iterations at eval time, overriding ``iterations`` (e.g. 2x or 4x the
+            trained depth).
+        graph: ``"learned"`` (zero structural injection) or ``"given"`` (the true graph).
+        integrator: ``"strang"`` (structure preserving) or ``"euler"``.
+        dt: initial time step (learned, below the stability bound).
+        coupling_scale: bound of each site's weighted degree in ``K``.
+        coupling_gain: learning-rate multiplier of the coupling (``SharedCoupling``'s ``gain``).
+        max_mass2: bound of the screening mass.
+        readout: transform of ``T`` before the update MLP.
+    """
+
+    def __init__(
+        self,
+        features: int = 64,
+        fields: int = 32,
+        heads: int = 4,
+        steps: int = 2,
+        iterations: int = 8,
+        train_iterations: tuple[int, int] | None = (4, 12),
+        test_iterations: int | None = None,
+        graph: Literal["learned", "given"] = "learned",
+        integrator: Literal["strang", "euler"] = "strang",
+        dt: float = 0.4,
+        coupling_scale: float = 4.0,
+        coupling_gain: float = 10.0,
+        max_mass2: float = 1.0,
+        readout: Literal["asinh", "linear"] = "asinh",
+    ) -> None:
+        super().__init__()
+        if fields % heads:
+            raise ValueError(f"fields={fields} must be a multiple of heads={heads}")
+        if train_iterations is not None and not 1 <= train_iterations[0] <= train_iterations[1]:
+            raise ValueError(f"train_iterations={train_iterations}: need 1 <= low <= high")
+        if min(steps, iterations, test_iterations or 1) < 1:
+            raise ValueError("steps, iterations and test_iterations must be >= 1")
+        if graph not in ("learned", "given"):
+            raise ValueError(f"graph must be 'learned' or 'given', got {graph!r}")
+        self.fields, self.heads, self.steps = fields, heads, steps
+        self.iterations, self.test_iterations = iterations, test_iterations
+        self.train_iterations = None if train_iterations is None else tuple(train_iterations)
+        self.graph_kind, self.integrator, self.readout = graph, integrator, readout
+        self.max_mass2 = max_mass2
+        self.max_dt = 1.8 / math.sqrt(2 * coupling_scale + max_mass2)
+        if not 0 < dt < self.max_dt:
+            raise ValueError(f"dt={dt} must lie in (0, {self.max_dt:.3f}), the stability bound")
+        self.lattice = DenseGraph(CELLS)
+        if graph == "learned":
+            self.coupling = SharedCoupling(CELLS, heads, coupling_scale, gain=coupling_gain)
+        else:
+            self.coupling = None
+            self.register_buffer("fixed_graph", given_graph(heads, coupling_scale))
+        self.embed = nn.Embedding(DIGITS + 1, features)
+        self.given_source = nn.Embedding(DIGITS + 1, fields, padding_idx=0)
+        self.head_sizes = {name: fields for name in ("k", "mass2", "source", "gamma", "phi0")}
+        self.configure_heads = nn.Linear(features, sum(self.head_sizes.values()))
+        # logit of dt / max_dt
+        self.dt_logit = nn.Parameter(torch.tensor(math.log(dt / (self.max_dt - dt))))
+        self.update = nn.Sequential(
+            nn.Linear(2 * fields + features, features), nn.GELU(), nn.Linear(features, features)
+        )
+        self.norm = nn.LayerNorm(features)
+        self.out = nn.Linear(features, DIGITS)
+
+    @property
+    def dt(self) -> Tensor:
+        return self.max_dt * torch.sigmoid(self.dt_logit)
+
+    def coupling_matrix(self) -> Tensor:
+        """The coupling ``K`` ``(H, 81, 81)`` the dynamics uses (learned or given)."""
+        return self.coupling() if self.coupling is not None else self.fixed_graph
+
+    def num_iterations(self) -> int:
+        """Iterations of this forward pass: drawn in training, fixed at eval."""
+        if self.training and self.train_iterations is not None:
+            lo, hi = self.train_iterations
+            return int(torch.randint(lo, hi + 1, ()))
+        return self.test_iterations or self.iterations
+
+    def configure(self, u: Tensor, puzzle: Tensor, graph: Tensor) -> tuple[CoupledSystem, State]:
+        """The system and initial state of one iteration from the state ``u`` ``(B, 81, D)``."""
+        raw = dict(
+            zip(
+                self.head_sizes,
+                self.configure_heads(u).transpose(1, 2).split(list(self.head_sizes.values()), 1),
+                strict=True,
+            )
+        )  # each (B, C, 81)
+        source = raw["source"] + self.given_source(puzzle).transpose(1, 2)
+        system = CoupledSystem(
+            self.lattice,
+            torch.sigmoid(raw["k"]),
+            mass2=self.max_mass2 * torch.sigmoid(raw["mass2"]),
+            source=source,
+            gamma=F.softplus(raw["gamma"]),
+            graph=graph,
+        )
+        phi0 = raw["phi0"]
+        return system, State(phi0, torch.zeros_like(phi0), torch.zeros_like(phi0[:, 0]))
+
+    def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
+        """Logits ``(B, T, 81, 9)`` of every iteration for puzzles ``x`` ``(B, 81)`` (digits,
+        0 = blank) and, if asked, one report per iteration (energy and entropy ledgers)."""
+        return self.iterate(x, None, diagnostics)
+
+    def iterate(
+        self, puzzle: Tensor, iterations: int | None = None, diagnostics: bool = False
+    ) -> tuple[Tensor, list[DynamicsReport]]:
+        """``forward`` with the number of iterations of this call (``None``: drawn in
+        training, ``test_iterations or iterations`` at eval)."""
+        puzzle = puzzle.long()
+        n = iterations or self.num_iterations()
+        graph = self.coupling_matrix()
+        recall = self.embed(puzzle)  # (B, 81, D)
+        h = recall
+        logits, reports = [], []
+        for _ in range(n):
+            u = h + recall
+            system, state = self.configure(u, puzzle, graph)
+            state, ledger = rollout(
+                system, state, self.dt, self.steps, self.integrator, diagnostics=diagnostics
+            )
+            t = stress_energy(system, state.phi, state.pi).flatten(1, 2).transpose(1, 2)
+            if self.readout == "asinh":
+                t = fast_asinh(t)
+            h = self.norm(h + self.update(torch.cat([t.to(u.dtype), u], -1)))
+            logits.append(self.out(h))
+            if ledger is not None:
+                produced = ledger.entropy[-1] - ledger.entropy[0]
+                reports.append(DynamicsReport(produced, system, state, ledger=ledger))
+        return torch.stack(logits, 1), reports

@@ -1,0 +1,466 @@
+"""Sudoku with a learned coupling graph: the shared-coupling system, the networks, the metrics,
+the task, the DataModule, the callbacks and every Sudoku config through the CLI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lit_metriplector.callbacks.coupling import coupling_image, recovery_metrics
+from lit_metriplector.core import DenseGraph, State, rollout
+from lit_metriplector.core.coupling import (
+    CoupledSystem,
+    SharedCoupling,
+    couple,
+    laplacian,
+    stress_energy,
+)
+from lit_metriplector.core.readout import stress_energy as dense_stress_energy
+from lit_metriplector.datamodules import SudokuDataModule
+from lit_metriplector.datamodules.sudoku import AugmentationSampler, parse_set, set_name
+from lit_metriplector.datasets.sudoku import generate, is_valid_solution, peers
+from lit_metriplector.errors import ConfigError
+from lit_metriplector.metrics import BoardExact, BoardValid, CellAccuracy
+from lit_metriplector.metrics.sudoku import iteration_scores, predicted_board, sudoku_target
+from lit_metriplector.modules import SudokuTask
+from lit_metriplector.modules.base import count_parameters
+from lit_metriplector.modules.sudoku import blank_cross_entropy
+from lit_metriplector.networks import RecurrentRelationalNetwork, SudokuNetwork
+
+ROOT = Path(__file__).resolve().parents[1]
+F64 = torch.float64
+
+SOLUTION = "812753649943682175675491283154237896369845721287169534521974368438526917796318452"
+PUZZLE = "800000000003600000070090200050007000000045700000100030001000068008500010090000400"
+
+
+def digits(text: str) -> torch.Tensor:
+    return torch.tensor([int(c) for c in text])
+
+
+def random_coupled(batch=2, fields=4, sites=7, heads=2, seed=0, branch="full"):
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(dtype=F64, generator=g)
+    raw = torch.rand(heads, sites, sites, **kw)
+    graph = (raw + raw.mT) * (1 - torch.eye(sites, dtype=F64))
+    shape = (batch, fields, sites)
+    system = CoupledSystem(
+        DenseGraph(sites),
+        torch.rand(shape, **kw),
+        mass2=torch.rand(shape, **kw),
+        source=torch.randn(shape, **kw),
+        gamma=torch.rand(shape, **kw) if branch == "full" else None,
+        graph=graph,
+    )
+    state = State(
+        torch.randn(shape, **kw), torch.randn(shape, **kw), torch.rand(batch, sites, **kw)
+    )
+    return system, state
+
+
+# -----------------------------------------------------------------------------
+# the shared coupling
+
+
+def test_coupled_system_equals_the_dense_graph_system():
+    system, state = random_coupled()
+    dense = system.dense()
+    phi, pi = state.phi, state.pi
+    assert torch.allclose(system.operator(phi), dense.operator(phi), atol=1e-12)
+    assert torch.allclose(system.operator_diagonal(phi), dense.operator_diagonal(phi), atol=1e-12)
+    assert torch.allclose(system.hamiltonian(phi, pi), dense.hamiltonian(phi, pi), atol=1e-12)
+    assert torch.allclose(system.force(phi), dense.force(phi), atol=1e-12)
+    reference = dense_stress_energy(dense, phi, pi)
+    assert torch.allclose(stress_energy(system, phi, pi), reference, atol=1e-12)
+    # sum_x T00 = H
+    t00 = stress_energy(system, phi, pi)[:, :, 0].flatten(1).sum(1)
+    assert torch.allclose(t00, system.hamiltonian(phi, pi), atol=1e-12)
+
+
+def test_coupled_operator_is_symmetric_psd_and_force_is_the_gradient():
+    system, state = random_coupled(batch=1, fields=2, sites=6, heads=2)
+    system = system.replace(mass2=None, source=None)
+    n = 2 * 6
+    basis = torch.eye(n, dtype=F64).view(n, 1, 2, 6)
+    matrix = torch.stack([system.operator(e)[0].flatten() for e in basis], 1)
+    assert torch.allclose(matrix, matrix.T, atol=1e-12)
+    assert torch.linalg.eigvalsh(matrix).min() >= -1e-12
+    # force = dH/dphi by autograd
+    phi = state.phi[:1].clone().requires_grad_()
+    (grad,) = torch.autograd.grad(system.hamiltonian(phi).sum(), phi)
+    assert torch.allclose(grad, system.force(phi.detach()), atol=1e-12)
+
+
+def test_learned_coupling_is_symmetric_nonnegative_and_bounded():
+    coupling = SharedCoupling(81, heads=3, scale=4.0, gain=10.0)
+    with torch.no_grad():
+        coupling.logits.normal_(0, 1)
+    k = coupling()
+    assert k.shape == (3, 81, 81)
+    assert torch.equal(k, k.mT) and (k >= 0).all() and (k.diagonal(dim1=1, dim2=2) == 0).all()
+    assert (k.sum(-1) < 4.0).all()
+    lap = laplacian(k.double())
+    assert torch.allclose(lap, lap.mT) and torch.linalg.eigvalsh(lap).min() >= -1e-10
+    x = torch.randn(2, 6, 81)
+    expected = torch.einsum("hxy,bhcy->bhcx", k, x.view(2, 3, 2, 81)).reshape(2, 6, 81)
+    assert torch.allclose(couple(k, x), expected, atol=1e-5)
+
+
+def test_dynamics_on_the_shared_coupling_conserve_energy():
+    # dE/dt = 0 and dS/dt >= 0 on the vector field (the metriplectic identities)
+    system, state = random_coupled(seed=1)
+    leaves = State(*(t.clone().requires_grad_() for t in state))
+    grad_e = State(*torch.autograd.grad(system.energy(leaves).sum(), list(leaves)))
+    for a, b in zip(grad_e, system.energy_gradient(state), strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+    z_dot = system.vector_field(state)
+    de = sum((a * b).flatten(1).sum(1) for a, b in zip(grad_e, z_dot, strict=True))
+    assert de.abs().max() < 1e-10
+    assert (z_dot.s >= 0).all()
+    # strang keeps the ledger E to O(dt^2) without drift, friction included; euler drifts
+    drifts = {}
+    for method in ("strang", "euler"):
+        _, ledger = rollout(system, state, 0.05, 200, method, diagnostics=True)
+        drifts[method] = float(ledger.relative_drift().max())
+        assert (ledger.entropy_production() >= -1e-12).all()
+    assert drifts["strang"] < 5e-3 and drifts["euler"] > 100 * drifts["strang"]
+    _, half = rollout(system, state, 0.025, 400, "strang", diagnostics=True)
+    assert float(half.relative_drift().max()) < 0.3 * drifts["strang"]  # O(dt^2)
+
+
+def test_coupled_system_rejects_mobility_and_bad_graphs():
+    system, _ = random_coupled()
+    with pytest.raises(ValueError, match="mobility"):
+        system.replace(mobility=torch.ones(1))
+    with pytest.raises(ValueError, match="graph"):
+        system.replace(graph=torch.zeros(2, 5, 5, dtype=F64))
+
+
+# -----------------------------------------------------------------------------
+# networks
+
+
+def small_net(**kw):
+    defaults = dict(features=16, fields=8, heads=2, iterations=3, train_iterations=(2, 4))
+    return SudokuNetwork(**{**defaults, **kw})
+
+
+def puzzles(count=4, seed=0):
+    p, s = generate(count, (30, 40), seed)
+    return torch.from_numpy(p).long(), torch.from_numpy(s).long()
+
+
+def test_network_shapes_and_iterations():
+    net = small_net().eval()
+    p, _ = puzzles(3)
+    logits, reports = net(p)
+    assert logits.shape == (3, 3, 81, 9) and reports == []
+    assert net.iterate(p, 7)[0].shape == (3, 7, 81, 9)
+    net.test_iterations = 5
+    assert net(p)[0].shape == (3, 5, 81, 9)
+    net.train()
+    torch.manual_seed(0)
+    depths = {net(p)[0].shape[1] for _ in range(12)}
+    assert depths <= {2, 3, 4} and len(depths) > 1
+    # one report per iteration, with energy and entropy ledgers
+    net.eval()
+    _, reports = net.iterate(p, 2, diagnostics=True)
+    assert len(reports) == 2
+    for r in reports:
+        assert r.ledger.energy.shape == (net.steps + 1, 3)
+        assert (r.ledger.entropy_production() >= -1e-6).all()
+        assert float(r.ledger.relative_drift().max()) < 0.1
+
+
+def test_graph_option_and_no_structural_injection(monkeypatch):
+    p, _ = puzzles(2)
+    given = small_net(graph="given")
+    assert given.coupling is None
+    k = given.coupling_matrix()
+    assert torch.equal(k[0] > 0, peers())
+    # the learned network never reads the true graph: building and running it works with the
+    # structure functions gone
+    import lit_metriplector.datasets.sudoku.structure as structure
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the learned network read the constraint graph")
+
+    monkeypatch.setattr(structure, "peers", forbidden)
+    monkeypatch.setattr(structure, "constraint_masks", forbidden)
+    torch.manual_seed(0)
+    net = small_net().eval()
+    logits, _ = net(p)
+    # ... and nothing but the coupling tells cells apart: relabelling the cells (in the input
+    # and in the coupling's parameters) relabels the output
+    perm = torch.randperm(81)
+    with torch.no_grad():
+        permuted = small_net().eval()
+        permuted.load_state_dict(net.state_dict())
+        permuted.coupling.logits.copy_(net.coupling.logits[:, perm][:, :, perm])
+        assert torch.allclose(permuted(p[:, perm])[0], logits[:, :, perm], atol=1e-5)
+    # the same seed gives the same network with or without the true graph around
+    monkeypatch.undo()
+    torch.manual_seed(0)
+    reference = small_net()
+    for (name, a), b in zip(net.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_rrn_matches_the_parameters_and_shapes():
+    ours = count_parameters(SudokuNetwork())
+    theirs = count_parameters(RecurrentRelationalNetwork())
+    assert abs(theirs / ours - 1) < 0.05
+    net = RecurrentRelationalNetwork(width=12, embedding=4, iterations=3).eval()
+    p, _ = puzzles(2)
+    logits, reports = net(p)
+    assert logits.shape == (2, 3, 81, 9) and reports == []
+    assert net.iterate(p, 5)[0].shape == (2, 5, 81, 9)
+
+
+# -----------------------------------------------------------------------------
+# metrics and loss
+
+
+def one_hot_logits(board: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot((board - 1).clamp_min(0), 9).float()
+
+
+def test_metrics_on_hand_made_boards():
+    puzzle, solution = digits(PUZZLE), digits(SOLUTION)
+    assert is_valid_solution(solution, puzzle)
+    # a board with two blanks swapped in one row: exact fails, validity too
+    wrong = solution.clone()
+    blanks = (puzzle == 0).nonzero().flatten()
+    i, j = next((a, b) for a in blanks for b in blanks if a < b and a // 9 == b // 9)
+    wrong[i], wrong[j] = solution[j], solution[i]
+    # another valid grid that keeps no givens: a relabelled solution on an empty puzzle
+    relabel = torch.tensor([0, 2, 3, 4, 5, 6, 7, 8, 9, 1])
+    other = relabel[solution]
+    empty = torch.zeros(81, dtype=torch.long)
+    logits = torch.stack([one_hot_logits(b) for b in (solution, wrong, other)])
+    target = sudoku_target(torch.stack([puzzle, puzzle, empty]), solution.expand(3, -1))
+    cell, exact, valid = CellAccuracy(), BoardExact(), BoardValid()
+    for m in (cell, exact, valid):
+        m.update(logits, target)
+    blanks_total = 2 * int((puzzle == 0).sum()) + 81
+    assert float(exact.compute()) == pytest.approx(1 / 3)
+    assert float(valid.compute()) == pytest.approx(2 / 3)  # the relabelled grid is valid
+    assert float(cell.compute()) == pytest.approx((blanks_total - 2 - 81) / blanks_total)
+    # per-iteration logits: the last iteration is scored
+    stacked = torch.stack([torch.zeros_like(logits), logits], 1)
+    assert float(BoardExact()(stacked, target)) == pytest.approx(1 / 3)
+    # givens are kept whatever the logits say there
+    board = predicted_board(torch.zeros(1, 81, 9), puzzle[None])
+    assert torch.equal(board[0][puzzle > 0], puzzle[puzzle > 0])
+    scores = iteration_scores(stacked, target[:, 0], target[:, 1])
+    assert scores["exact"].tolist() == pytest.approx([0.0, 1 / 3])
+
+
+def test_loss_counts_blank_cells_of_every_iteration():
+    puzzle, solution = digits(PUZZLE)[None], digits(SOLUTION)[None]
+    target = sudoku_target(puzzle, solution)
+    perfect = 50 * one_hot_logits(solution)
+    flat = torch.zeros_like(perfect)
+    loss = blank_cross_entropy(torch.stack([perfect, flat], 1), target)
+    assert float(loss) == pytest.approx(np.log(9) / 2, rel=1e-4)
+    # givens do not count: wrong logits on given cells change nothing
+    noisy = perfect.clone()
+    noisy[0, puzzle[0] > 0] = torch.randn(int((puzzle > 0).sum()), 9)
+    assert float(blank_cross_entropy(noisy[:, None], target)) < 1e-6
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    p, s = puzzles(16, seed=5)
+    target = sudoku_target(p, s)
+    net = small_net(train_iterations=None, iterations=2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss = blank_cross_entropy(net(p)[0], target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+# -----------------------------------------------------------------------------
+# data
+
+
+def test_set_specs():
+    assert parse_set("36") == ((36, 36), False)
+    assert parse_set("22-25:minimal") == ((22, 25), True)
+    assert set_name("22-25:minimal") == "22-25_minimal"
+    for bad in ("12", "30-20", "abc", "30:hard"):
+        with pytest.raises(ConfigError):
+            parse_set(bad)
+
+
+def test_datamodule_sets_names_and_augmentation(tmp_path):
+    file = tmp_path / "hard.txt"
+    file.write_text(PUZZLE + "\n")
+    dm = SudokuDataModule(
+        train_size=8,
+        val_size=4,
+        test_sets=["36", "22-25:minimal"],
+        test_size=3,
+        test_files=[str(file)],
+        batch_size=4,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert dm.test_names == ["36", "22-25_minimal", "hard"]
+    dm.prepare_data()
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5  # train, val, 2 tests, predict
+    dm.setup("fit")
+    dm.setup("test")
+    givens = [(d.puzzles > 0).sum(1) for d in dm.test_sets]
+    assert (givens[0] == 36).all() and ((givens[1] >= 22) & (givens[1] <= 25)).all()
+    assert torch.equal(dm.test_sets[2].solutions[0], digits(SOLUTION))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input"].shape == (4, 81)
+    assert is_valid_solution(batch["target"], batch["input"]).all()
+    # relabelled draws: same blanks as the stored puzzles, different digits
+    keys = list(AugmentationSampler(dm.train_set, seed=0))
+    items = [dm.train_set[k] for k in keys]
+    stored = [dm.train_set.data[k % 8] for k in keys]
+    assert all(
+        torch.equal(a["input"] > 0, b["input"] > 0) for a, b in zip(items, stored, strict=True)
+    )
+    assert any(
+        not torch.equal(a["target"], b["target"]) for a, b in zip(items, stored, strict=True)
+    )
+    # the same keys give the same transforms; the next epoch different ones
+    again = AugmentationSampler(dm.train_set, seed=0)
+    assert list(again) == keys
+    again.set_epoch(1)
+    assert list(again) != keys
+    # resuming mid-epoch continues the same keys
+    resumed = AugmentationSampler(dm.train_set, seed=0, resume=(0, 3))
+    assert list(resumed) == keys[3:]
+
+
+# -----------------------------------------------------------------------------
+# callbacks, task pictures
+
+
+def test_coupling_scores_and_picture():
+    truth = peers().float() * 0.05
+    metrics = recovery_metrics(torch.stack([truth, truth]))
+    assert metrics["coupling/auc"] == 1.0 and metrics["coupling/top20_precision"] == 1.0
+    from lit_metriplector.datasets.sudoku import constraint_masks
+
+    kinds = constraint_masks()
+    split = torch.stack([kinds[k].float() for k in ("rows", "columns", "boxes")])
+    metrics = recovery_metrics(split)
+    assert metrics["coupling/kinds_separated"] == 1.0
+    assert [metrics[f"coupling/head{h}/kind"] for h in range(3)] == [0.0, 1.0, 2.0]
+    assert metrics["coupling/auc"] == 1.0
+    assert recovery_metrics(torch.stack([truth]))["coupling/kinds_separated"] == 0.0
+    image = coupling_image(split, zoom=1)
+    assert image.shape[0] == 3 and image.shape[1] == 81 and image.min() >= 0 and image.max() <= 1
+
+
+def test_monitors_log_energy_entropy_and_coupling(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_metriplector.callbacks import CouplingMonitor, EnergyMonitor, EntropyMonitor
+
+    p, s = puzzles(8)
+    loader = torch.utils.data.DataLoader(
+        [{"input": a, "target": b} for a, b in zip(p, s, strict=True)], batch_size=4
+    )
+    task = SudokuTask(small_net(iterations=2))
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=CSVLogger(tmp_path),
+        callbacks=[EnergyMonitor(1, 2), EntropyMonitor(1, 2), CouplingMonitor(1)],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(task, loader)
+    header = next((tmp_path / "lightning_logs").rglob("metrics.csv")).read_text().splitlines()[0]
+    for key in (
+        "physics/layer0/energy_drift",  # one "layer" per iteration of the rollout
+        "physics/layer1/entropy_produced",
+        "physics/entropy_violations",
+        "coupling/auc",
+        "coupling/head1/auc_boxes",
+    ):
+        assert key in header.split(","), key
+
+
+def test_render_prediction():
+    task = SudokuTask(small_net())
+    p, s = puzzles(2)
+    logits = task.network.eval()(p)[0]
+    images = task.render_prediction({"input": p, "target": s}, logits)
+    assert images.dtype == torch.uint8 and images.shape[:2] == (2, 3)
+
+
+# -----------------------------------------------------------------------------
+# the configs through the CLI
+
+TINY = {
+    "sudoku": [
+        "--model.init_args.network.init_args.features=8",
+        "--model.init_args.network.init_args.fields=4",
+        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.iterations=2",
+        "--model.init_args.network.init_args.train_iterations=[1, 2]",
+    ],
+    "sudoku_rrn": [
+        "--model.init_args.network.init_args.width=8",
+        "--model.init_args.network.init_args.embedding=4",
+        "--model.init_args.network.init_args.iterations=2",
+        "--model.init_args.network.init_args.train_iterations=[1, 2]",
+    ],
+}
+TINY["sudoku_gpu"] = TINY["sudoku"]
+TINY_DATA = [
+    "--data.init_args.train_size=8",
+    "--data.init_args.val_size=4",
+    "--data.init_args.test_size=2",
+    "--data.init_args.test_sets=[36, '22-25:minimal']",
+    "--data.init_args.predict_size=2",
+    "--data.init_args.batch_size=2",
+    "--data.init_args.cache_dir=null",
+]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_config_fast_dev_run(name, tmp_path, monkeypatch):
+    from lit_metriplector.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = ROOT / "configs" / f"{name}.yaml"
+    cli = main(
+        ["fit", "--config", str(config), *TINY[name], *TINY_DATA]
+        + ["--trainer.fast_dev_run=1", "--trainer.enable_progress_bar=false"]
+    )
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert {"test/36/exact", "test/22-25_minimal/valid"} <= set(cli.trainer.callback_metrics)
+
+
+@pytest.mark.filterwarnings("ignore:predict runs on the network's initial")
+def test_predict_writes_boards(tmp_path, monkeypatch):
+    from lit_metriplector.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "hard.txt"
+    file.write_text(PUZZLE + "\n")
+    main(
+        ["predict", "--config", str(ROOT / "configs" / "sudoku.yaml"), *TINY["sudoku"]]
+        + TINY_DATA
+        + [f"--data.init_args.predict_files=[{file}]", "--trainer.logger=false", "--untrained=true"]
+        + ["--trainer.enable_progress_bar=false"]
+    )
+    out = tmp_path / "predictions" / "sudoku" / "hard"
+    assert len(list(out.glob("*.png"))) == 1
+    text = (out / "0000.txt").read_text()
+    assert "puzzle     " + PUZZLE in text and "exact=" in text
