@@ -1,4 +1,4 @@
-"""Linear damped modes and their exact integrator (DESIGN.md §2.3, §3).
+"""Linear damped modes and their exact integrator (docs/physics.md, "Linear damped modes").
 
 A system whose sites and fields are independent linear oscillators (no conductance between sites,
 diagonal or no channel coupling, no quartic term, no rotation, no mobility) evolves, per site and

@@ -1,4 +1,4 @@
-"""Sudoku with zero structural injection (DESIGN.md §3): the constraint graph is learned.
+"""Sudoku with zero structural injection: the constraint graph is learned (docs/architecture.md).
 
 The 81 cells are the sites of a fully connected graph whose couplings ``K_h`` (``H`` heads,
 ``(H, 81, 81)``, symmetric, ``>= 0``) are parameters shared by every puzzle
