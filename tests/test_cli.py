@@ -81,8 +81,16 @@ def tiny(config: Path) -> list[str]:
     return ["--config", str(config), *TINY[config.stem]]
 
 
+# Configs whose data must be fabricated first: their CLI runs are in the tests named here.
+ELSEWHERE = {
+    name: "tests/test_images_task.py::test_image_config_fast_dev_run"
+    for name in ("cifar10", "cifar10_wrn", "cifar100", "cifar100_wrn", "fashion_mnist")
+}
+TINY_CONFIGS = [c for c in TASK_CONFIGS if c.stem in TINY]
+
+
 def test_every_task_config_has_tiny_overrides():
-    assert {c.stem for c in TASK_CONFIGS} == set(TINY)
+    assert {c.stem for c in TASK_CONFIGS} == set(TINY) | set(ELSEWHERE)
 
 
 def test_help_names_the_program(capsys):
@@ -108,7 +116,7 @@ def test_print_config(config, overlay, capsys):
             assert printed["trainer"][key] == value
 
 
-@pytest.mark.parametrize("config", TASK_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", TINY_CONFIGS, ids=lambda p: p.stem)
 def test_fast_dev_run_fit(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     debug = ROOT / "configs" / "trainer" / "debug.yaml"

@@ -2,6 +2,7 @@
 
 from .checkpoint import RunCheckpoint
 from .coupling import CouplingMonitor
+from .image_writer import ImageWriter
 from .images import FieldImageLogger
 from .monitors import EnergyMonitor, EntropyMonitor, LearningRateLogger
 from .probe import ProbeCallback
@@ -13,6 +14,7 @@ __all__ = [
     "EnergyMonitor",
     "EntropyMonitor",
     "FieldImageLogger",
+    "ImageWriter",
     "LearningRateLogger",
     "MazeWriter",
     "ProbeCallback",

@@ -18,6 +18,7 @@ the sources (``heads.source = "input"``) and a ``site_mask`` of sites the input 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -109,6 +110,15 @@ class Heads:
         coupling: learn the channel coupling ``W = A^T A``.
         source: ``"features"``: a head reads the sources from the features; ``"input"``: they
             are passed to ``forward`` (configured straight from the input).
+        max_rate: bound every rate by construction (``None``: unbounded softplus heads). The
+            heads become ``max_rate * sigmoid``: conductance per edge, screening, friction and
+            mobility all lie in ``[0, max_rate]``; the coupling ``W`` and rotation ``G`` are
+            scaled to norms below ``max_rate``; and a rollout's learned ``dt`` is capped, smoothly,
+            below the stability limit of its integrator on the lattice (``stable_dt``). Explicit
+            Euler is then stable at any depth and step count: ``H`` never increases.
+        min_damping: floor of friction and mobility as a fraction of ``max_rate`` (they lie in
+            ``[min_damping, 1] * max_rate``). Explicit Euler on momenta needs one: an undamped
+            oscillator grows under it at any step size.
     """
 
     edge_rank: int = 4
@@ -117,6 +127,109 @@ class Heads:
     mass2_init: float = -6.0
     coupling: bool = True
     source: Literal["features", "input"] = "features"
+    max_rate: float | None = None
+    min_damping: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_rate is None:
+            if self.min_damping:
+                raise ValueError("Heads(min_damping=...) is a fraction of max_rate: set max_rate")
+            return
+        if self.max_rate <= 0 or not 0 <= self.min_damping < 1:
+            raise ValueError(
+                f"Heads needs max_rate > 0 and 0 <= min_damping < 1, got {self.max_rate}, "
+                f"{self.min_damping}"
+            )
+        if self.conductivity_floor >= self.max_conductivity:
+            raise ValueError(
+                f"conductivity_floor {self.conductivity_floor} leaves no room below the "
+                f"largest site conductivity {self.max_conductivity:.4g} that "
+                f"max_rate={self.max_rate} allows"
+            )
+        if self.mass2 is not None and self.mass2 > self.max_rate:
+            raise ValueError(f"a fixed mass2 {self.mass2} exceeds max_rate={self.max_rate}")
+
+    @property
+    def max_conductivity(self) -> float:
+        """Largest site conductivity ``k`` under ``max_rate``: ``kappa_e = k_tail k_head`` times
+        a pair factor below 2 (rank > 0) stays below ``max_rate``."""
+        return math.sqrt(self.max_rate / (2 if self.edge_rank else 1))
+
+
+# Bounded step sizes stay this fraction below the sufficient stability condition.
+STABILITY_MARGIN = 0.9
+
+
+@functools.lru_cache(maxsize=64)
+def _euler_full_limit(
+    a: float, gamma: tuple[float, float], mobility: tuple[float, float], g: float
+) -> float:
+    """Largest explicit-Euler step for which ``H`` provably never increases on the full branch.
+
+    With ``H`` quadratic (Hessian ``diag(A, I)``), one step changes it by exactly
+    ``dt (h.u + pi.v) + dt^2/2 (u.Au + |v|^2)``, ``u = pi - Gamma h``, ``v = -h + (G - gamma) pi``,
+    where ``h.u + pi.v = -h.Gamma h - pi.gamma pi``. Bounding ``u.Au <= a|u|^2`` and splitting
+    the cross terms with Young's inequality (weights ``e1``, ``e2``) gives ``Delta H <= 0`` when
+    ``dt <= 2 gamma_lo / (a (1 + e1) + (1 + 1/e2)(gamma_hi + g)^2)`` and
+    ``dt <= 2 / (a (1 + 1/e1) Gamma_hi + (1 + e2) / Gamma_lo)``; the best weights are searched.
+    """
+    (g_lo, g_hi), (m_lo, m_hi) = gamma, mobility
+    best = 0.0
+    weights = [10 ** (k / 20) for k in range(-60, 61)]
+    for e1 in weights:
+        for e2 in weights:
+            friction = 2 * g_lo / (a * (1 + e1) + (1 + 1 / e2) * (g_hi + g) ** 2)
+            mobile = 2 / (a * (1 + 1 / e1) * m_hi + (1 + e2) / m_lo)
+            best = max(best, min(friction, mobile))
+    return best
+
+
+def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
+    """The largest step ``dt`` (times ``STABILITY_MARGIN``) for which ``dynamics`` is stable on a
+    lattice whose sites have at most ``degree`` neighbours, given the bounds of ``heads``
+    (``heads.max_rate`` must be set); ``math.inf`` when every step size is stable.
+
+    Gershgorin bounds the spectrum of ``A``: ``lambda_max <= a = 2 degree max(kappa) + max(m^2)
+    + |W|``. Then
+    - ``euler``, dissipative: ``phi <- phi - dt Gamma h`` lowers ``H`` while ``dt a Gamma <= 2``;
+    - ``euler``, full: ``H`` never increases under the bound of ``_euler_full_limit`` (needs
+      ``min_damping > 0``); hamiltonian: no step is stable (every undamped mode grows);
+    - ``strang``: friction, rotation and mobility are exact or implicit (unconditionally stable),
+      leapfrog is stable while ``dt sqrt(a) < 2``; ``dt <= sqrt(2 / a)`` keeps the energy it
+      conserves, ``|pi|^2/2 + phi.(A - dt^2 A^2 / 4) phi / 2``, within a factor 2 of ``H``;
+    - ``exact``: stable at any step.
+    """
+    r = heads.max_rate
+    if r is None:
+        raise ValueError("stable_dt needs bounded rates: Heads(max_rate=...)")
+    if dynamics.quartic:
+        raise ValueError("a quartic term has no bounded rate: use quartic=False with max_rate")
+    mass2 = r if heads.mass2 is None else heads.mass2
+    a = 2 * degree * r + mass2 + (r if heads.coupling else 0.0)
+    floor = heads.min_damping * r
+    if dynamics.integrator == "exact":
+        return math.inf
+    if dynamics.integrator == "strang":
+        limit = math.inf if dynamics.branch == "dissipative" else math.sqrt(2 / a)
+    elif dynamics.integrator == "euler":
+        if dynamics.branch == "hamiltonian":
+            raise ValueError(
+                "explicit Euler has no stable step without damping (every undamped mode grows): "
+                "use branch='full' with Heads(min_damping > 0), or integrator='strang'"
+            )
+        if dynamics.branch == "dissipative":
+            limit = 2 / (a * r)
+        else:
+            if floor <= 0:
+                raise ValueError(
+                    "explicit Euler on the full branch needs damping everywhere: set "
+                    "Heads(min_damping=...) > 0 (e.g. 0.5), or use integrator='strang'"
+                )
+            g = r if dynamics.rotation else 0.0
+            limit = _euler_full_limit(a, (floor, r), (floor, r), g)
+    else:
+        raise ValueError(f"no stability limit for integrator {dynamics.integrator!r}")
+    return STABILITY_MARGIN * limit
 
 
 def pointwise(linear: nn.Linear, h: Tensor) -> Tensor:
@@ -189,6 +302,8 @@ class MetriplectorLayer(nn.Module):
         self.rotation = nn.Parameter(0.1 * torch.randn(fields, fields)) if rotation else None
         # the step size of the integrators (an equilibrium has no time step: no unused parameter)
         self.log_dt = nn.Parameter(torch.tensor(math.log(dynamics.dt))) if rollout_ else None
+        if rollout_ and heads.max_rate is not None:
+            stable_dt(heads, dynamics, 2 * max(dim, 1))  # unstable combinations fail here
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
 
@@ -203,15 +318,48 @@ class MetriplectorLayer(nn.Module):
             start += size
         raise KeyError(f"no head {name!r}; heads: {list(self.head_sizes)}")
 
+    def rate(self, raw: Tensor, floor: float = 0.0) -> Tensor:
+        """A nonnegative rate from a head: ``softplus``, or with ``Heads(max_rate=r)``
+        ``r (floor + (1 - floor) sigmoid)`` in ``[floor r, r]``."""
+        r = self.config.max_rate
+        if r is None:
+            return F.softplus(raw)
+        return r * (floor + (1 - floor) * torch.sigmoid(raw))
+
     def _mass2(self, raw: dict[str, Tensor]) -> Tensor | None:
         fixed = self.config.mass2
         if fixed is None:
-            return F.softplus(raw["mass2"])
+            return self.rate(raw["mass2"])
         return raw["kappa"].new_tensor(fixed) if fixed > 0 else None
+
+    def coupling_matrix(self) -> Tensor | None:
+        """``W = A^T A / C``; bounded: ``r A^T A / (1 + |A|_F^2)``, spectral norm below ``r``."""
+        if self.coupling is None:
+            return None
+        w = self.coupling.T @ self.coupling
+        r = self.config.max_rate
+        return w / self.fields if r is None else r * w / (1 + self.coupling.square().sum())
+
+    def rotation_matrix(self) -> Tensor | None:
+        """``G = B - B^T``; bounded: ``r G / (1 + |G|_F)``, spectral norm below ``r``."""
+        if self.rotation is None:
+            return None
+        g = self.rotation - self.rotation.T
+        r = self.config.max_rate
+        return g if r is None else r * g / (1 + g.square().sum().sqrt())
 
     @property
     def dt(self) -> Tensor:
         return self.log_dt.exp()
+
+    def time_step(self, lattice: Lattice) -> Tensor:
+        """The step size on ``lattice``: the learned ``dt``; with bounded rates smoothly capped
+        below the integrator's stability limit, ``dt_max tanh(dt / dt_max)``."""
+        if self.config.max_rate is None:
+            return self.dt
+        degree = 2 * lattice.dim if lattice.dim else lattice.num_sites - 1
+        limit = stable_dt(self.config, self.dynamics, degree)
+        return self.dt if math.isinf(limit) else limit * torch.tanh(self.dt / limit)
 
     def conductance(self, raw: Tensor, lattice: Lattice, site_mask: Tensor | None = None) -> Tensor:
         """``kappa_e = k_tail k_head [2 sigmoid(q_tail . q_head / sqrt(r))]``: each site has a
@@ -221,7 +369,11 @@ class MetriplectorLayer(nn.Module):
         and carries no current however large the potential across it grows; the rank-``r`` pair
         factor lets dense graphs learn which pairs interact."""
         c, r = self.fields, self.config.edge_rank
-        k = self.config.conductivity_floor + F.softplus(raw[:, :c])
+        floor = self.config.conductivity_floor
+        if self.config.max_rate is None:
+            k = floor + F.softplus(raw[:, :c])
+        else:  # kappa_e <= k_max^2 x (pair factor < 2 or 1) = max_rate
+            k = floor + (self.config.max_conductivity - floor) * torch.sigmoid(raw[:, :c])
         if site_mask is not None:
             k = k * site_mask
         k_tail, k_head = lattice.endpoints(k)
@@ -256,17 +408,17 @@ class MetriplectorLayer(nn.Module):
             )
         )
         kappa = self.conductance(raw["kappa"], lattice, site_mask)
-        coupling = None if self.coupling is None else self.coupling.T @ self.coupling / self.fields
+        damping = self.config.min_damping
         system = System(
             lattice,
             kappa,
             mass2=self._mass2(raw),
             source=raw["source"] if source is None else source,
-            gamma=F.softplus(raw["gamma"]) if "gamma" in raw else None,
-            mobility=F.softplus(raw["mobility"]) if "mobility" in raw else None,
-            coupling=coupling,
+            gamma=self.rate(raw["gamma"], damping) if "gamma" in raw else None,
+            mobility=self.rate(raw["mobility"], damping) if "mobility" in raw else None,
+            coupling=self.coupling_matrix(),
             quartic=F.softplus(self.quartic) if self.quartic is not None else 0.0,
-            rotation=None if self.rotation is None else self.rotation - self.rotation.T,
+            rotation=self.rotation_matrix(),
         )
         phi0 = raw.get("phi0", x.new_zeros(x.shape[0], self.fields, *x.shape[2:]))
         pi0 = torch.zeros_like(phi0) if self.momenta else None
@@ -290,7 +442,7 @@ class MetriplectorLayer(nn.Module):
         final, ledger = rollout(
             system,
             state,
-            self.dt,
+            self.time_step(system.lattice),
             dynamics.steps,
             dynamics.integrator,
             diagnostics=diagnostics,

@@ -2,16 +2,21 @@
 
 from .deepthinking import DeepThinkingNetwork
 from .gpt import GPT
+from .images import ImageMetriplector
 from .lm import MetriplectorLM
 from .maze import MazeNetwork
 from .rrn import RecurrentRelationalNetwork
 from .sudoku import SudokuNetwork
+from .wrn import DepthwiseTwin, WideResNet
 
 __all__ = [
     "DeepThinkingNetwork",
+    "DepthwiseTwin",
     "GPT",
+    "ImageMetriplector",
     "MazeNetwork",
     "MetriplectorLM",
     "RecurrentRelationalNetwork",
     "SudokuNetwork",
+    "WideResNet",
 ]

@@ -1,0 +1,451 @@
+"""Image classification: the Metriplector network against its depthwise twin and a WRN.
+
+Three parts, each with its budget on the command line, written to ``docs/benchmarks/images.json``
+and ``images.md``::
+
+    python benchmarks/images.py                                  # about 15 minutes, 1 thread
+    python benchmarks/images.py --steps 40 --sweep-steps 10 --speed-batch 16 --test-size 500
+
+(a) Fashion-MNIST on this CPU: ``ImageMetriplector`` (``configs/fashion_mnist.yaml``), the
+    ``DepthwiseTwin`` of the same skeleton at equal parameters, and a WRN-10-2 of about as many
+    parameters, trained one after the other for the same steps on the same batches (same
+    sampler seed, same augmentation draws) with the same AdamW + warmup-cosine recipe: test
+    top-1, training images/s, non-finite losses, and on probe batches every ``--probe-every``
+    steps the fraction of rollout steps with ``dS >= 0`` and with ``dH <= 0``, and the energy
+    drift (largest ``|E_t - E_0| / max |H|``; explicit Euler does not conserve ``E``).
+(b) Euler against strang for 2, 4, 8 and 16 steps per block on Fashion-MNIST (short budget):
+    each at its own stability-capped step size.
+(c) The CIFAR-100 configs on synthetic 3x32x32 batches: training and inference images/s of the
+    2.25M Metriplector, its twin and WRN-40-2, and the projected wall time of the full recipe
+    (``trainer.max_steps`` x batch) on this CPU. No CIFAR-100 files here: its accuracy is not
+    measured.
+
+Timing: one thread by default (``--threads``): the 2 cores of the benchmark machine are shared,
+and two threads under load measured several times slower than one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+import yaml
+from common import DOCS, ROOT, provenance, run_line, write_results
+
+from lit_metriplector.core import Grid2D
+from lit_metriplector.datamodules import Augmentation, FashionMNISTDataModule
+from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
+
+CONFIGS = ROOT / "configs"
+Tensor = torch.Tensor
+
+
+def network_args(config: str) -> dict:
+    args = yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]["network"]
+    return dict(args["init_args"])
+
+
+def parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def fashion_models() -> dict[str, torch.nn.Module]:
+    args = network_args("fashion_mnist.yaml")
+    return {
+        "metriplector": ImageMetriplector(**args),
+        "depthwise twin": DepthwiseTwin(**args),
+        "WRN-10-2": WideResNet(1, 10, depth=10, widen_factor=2),
+    }
+
+
+class Data:
+    """Fashion-MNIST batches in a fixed order, augmented (training) or normalised (test)."""
+
+    def __init__(self, batch_size: int, test_size: int, seed: int) -> None:
+        self.dm = FashionMNISTDataModule(
+            batch_size=batch_size, val_size=5000, seed=seed, augmentation=Augmentation(2, True)
+        )
+        self.dm.setup("fit")
+        self.dm.setup("test")
+        self.test_size = test_size
+
+    def train(self, seed: int):
+        torch.manual_seed(seed)  # the same augmentation draws for every model
+        self.dm.augment.train()
+        while True:
+            for batch in self.dm.train_dataloader():
+                yield self.dm.augment(batch)
+
+    @torch.no_grad()
+    def test_top1(self, net: torch.nn.Module) -> float:
+        net.eval()
+        self.dm.augment.eval()
+        images = self.dm.test_set.images[: self.test_size]
+        targets = self.dm.test_set.targets[: self.test_size]
+        correct = 0
+        for i in range(0, len(images), 500):
+            batch = self.dm.augment({"input": images[i : i + 500], "target": targets[i : i + 500]})
+            correct += int((net(batch["input"])[0].argmax(-1) == batch["target"]).sum())
+        net.train()
+        return correct / len(images)
+
+
+@torch.no_grad()
+def probe(net: torch.nn.Module, x: Tensor) -> dict[str, list[float]]:
+    """Physics of one diagnostics pass: per rollout step, ``dS >= 0`` and ``dH <= 0``; per
+    layer, the energy drift and the step size."""
+    net.eval()
+    _, reports = net(x, diagnostics=True)
+    net.train()
+    out: dict[str, list[float]] = {"ds_ok": [], "dh_ok": [], "drift": []}
+    for report in reports:
+        ledger = report.ledger
+        h = ledger.hamiltonian
+        tolerance = 1e-5 * h.abs().amax(0)
+        out["ds_ok"] += (ledger.entropy_production() >= -tolerance).float().flatten().tolist()
+        out["dh_ok"] += (h.diff(dim=0) <= tolerance).float().flatten().tolist()
+        out["drift"].append(float(ledger.relative_drift().max()))
+    return out
+
+
+def train(
+    net: torch.nn.Module, data: Data, steps: int, lr: float, seed: int, probe_every: int
+) -> dict:
+    """Train ``net`` for ``steps`` batches: AdamW, linear warmup over 5% then cosine, label
+    smoothing 0.1; returns the measurements."""
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, lr, total_steps=steps, pct_start=0.05, cycle_momentum=False
+    )
+    batches = data.train(seed)
+    physics = hasattr(net, "layers")
+    nonfinite, seconds, images = 0, 0.0, 0
+    checks: dict[str, list[float]] = {"ds_ok": [], "dh_ok": [], "drift": []}
+    for step in range(steps):
+        batch = next(batches)
+        if physics and step % probe_every == 0:
+            for key, values in probe(net, batch["input"][:8]).items():
+                checks[key] += values
+        start = time.perf_counter()
+        loss = F.cross_entropy(net(batch["input"])[0], batch["target"], label_smoothing=0.1)
+        if not torch.isfinite(loss):
+            nonfinite += 1
+            optimizer.zero_grad()
+            continue
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        seconds += time.perf_counter() - start
+        images += len(batch["target"])
+    if physics:
+        for key, values in probe(net, batch["input"][:8]).items():
+            checks[key] += values
+    result = {
+        "parameters": parameters(net),
+        "steps": steps,
+        "train_images_per_s": images / seconds,
+        "train_seconds": seconds,
+        "nonfinite_losses": nonfinite,
+        "final_loss": float(loss.detach()),
+        "test_top1": data.test_top1(net),
+    }
+    if physics:
+        result.update(
+            ds_nonnegative=sum(checks["ds_ok"]) / len(checks["ds_ok"]),
+            dh_nonpositive=sum(checks["dh_ok"]) / len(checks["dh_ok"]),
+            energy_drift=max(checks["drift"]),
+            dt=float(net.layers()[0].time_step(Grid2D(8, 8))),
+        )
+    return result
+
+
+def part_a(data: Data, opts) -> dict:
+    out = {}
+    for name, net in fashion_models().items():
+        out[name] = train(net, data, opts.steps, opts.lr, opts.seed, opts.probe_every)
+        print(name, out[name], flush=True)
+    return out
+
+
+def part_b(data: Data, opts) -> list[dict]:
+    rows = []
+    args = network_args("fashion_mnist.yaml")
+    for integrator in ("euler", "strang"):
+        for steps in opts.sweep_rollout:
+            net = ImageMetriplector(**{**args, "integrator": integrator, "steps": steps})
+            result = train(net, data, opts.sweep_steps, opts.lr, opts.seed, opts.probe_every)
+            rows.append({"integrator": integrator, "rollout_steps": steps, **result})
+            print(integrator, steps, result, flush=True)
+    return rows
+
+
+def speed(net: torch.nn.Module, batch: int, repeats: int, channels: int = 3) -> dict:
+    x, y = torch.randn(batch, channels, 32, 32), torch.randint(0, 100, (batch,))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(net(x)[0], y).backward()
+        optimizer.step()
+
+    net.train()
+    step()
+    train_times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        train_times.append(time.perf_counter() - start)
+    net.eval()
+    infer_times = []
+    with torch.no_grad():
+        net(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            net(x)
+            infer_times.append(time.perf_counter() - start)
+    return {
+        "parameters": parameters(net),
+        "train_images_per_s": batch / min(train_times),
+        "inference_images_per_s": batch / min(infer_times),
+    }
+
+
+def part_c(opts) -> dict:
+    recipe = yaml.safe_load((CONFIGS / "cifar100.yaml").read_text())
+    total_images = recipe["trainer"]["max_steps"] * recipe["data"]["init_args"]["batch_size"]
+    nets = {
+        "metriplector (cifar100.yaml)": ImageMetriplector(**network_args("cifar100.yaml")),
+        "depthwise twin": DepthwiseTwin(**network_args("cifar100.yaml")),
+        "WRN-40-2 (cifar100_wrn.yaml)": WideResNet(**network_args("cifar100_wrn.yaml")),
+    }
+    out = {}
+    for name, net in nets.items():
+        result = speed(net, opts.speed_batch, opts.speed_repeats)
+        result["projected_recipe_hours"] = total_images / result["train_images_per_s"] / 3600
+        out[name] = result
+        print(name, result, flush=True)
+    out["recipe_images"] = total_images
+    return out
+
+
+def part_d(opts) -> dict:
+    """``configs/fashion_mnist.yaml`` through the CLI, as shipped: wall time and test metrics."""
+    from lit_metriplector.cli import main as cli
+
+    args = [
+        "fit",
+        "--config",
+        str(CONFIGS / "fashion_mnist.yaml"),
+        "--trainer.enable_progress_bar=false",
+    ]
+    here = os.getcwd()
+    os.makedirs(opts.workdir, exist_ok=True)
+    os.chdir(opts.workdir)  # runs/ and checkpoints go there
+    try:
+        start = time.perf_counter()
+        fit = cli(args)
+        seconds = time.perf_counter() - start
+    finally:
+        os.chdir(here)
+    metrics = fit.trainer.callback_metrics
+    return {
+        "command": "python -m lit_metriplector " + " ".join(args),
+        "wall_seconds": seconds,
+        "steps": fit.trainer.global_step,
+        "test_top1": float(metrics["test/test/top1"]),
+        "test_top5": float(metrics["test/test/top5"]),
+    }
+
+
+def markdown(report: dict) -> str:
+    a, b, c = report["fashion_mnist"], report["integrators"], report["cifar100_speed"]
+    lines = [
+        "# Image benchmark: Metriplector against a depthwise twin and wide ResNets",
+        "",
+        f"{run_line(report)}; {report['wall_seconds'] / 60:.1f} minutes in all.",
+    ]
+    if "load_average" in report:
+        load = report["load_average"]
+        lines += [
+            "",
+            "The 2 cores are shared with other jobs: load average "
+            + " -> ".join(f"{x:.1f}" for x in load)
+            + (f" ({report['load_note']})" if "load_note" in report else "")
+            + " over the run. Absolute rates move by tens of percent from run to run under such "
+            "load; rates in one table were measured one after the other.",
+        ]
+    if a:
+        lines += section_a(report)
+    if b:
+        lines += section_b(report)
+    if c:
+        lines += section_c(report)
+    if report.get("fashion_mnist_config"):
+        d = report["fashion_mnist_config"]
+        lines += [
+            "",
+            "## (d) `configs/fashion_mnist.yaml` as shipped",
+            "",
+            f"`{d['command']}` ({report['machine']['threads']} thread(s)): {d['steps']} steps, "
+            "fit, validation "
+            f"and test in {d['wall_seconds'] / 60:.1f} minutes; test top-1 {d['test_top1']:.4f}, "
+            f"top-5 {d['test_top5']:.4f}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def section_a(report: dict) -> list[str]:
+    a = report["fashion_mnist"]
+    first = next(iter(a.values()))
+    lines = [
+        "",
+        f"## (a) Fashion-MNIST, {first['steps']} steps of {report['batch_size']} images",
+        "",
+        "Same batches in the same order (sampler seed and augmentation draws: random crop with "
+        "2 pixels of padding, flip), AdamW with warmup-cosine (peak lr "
+        f"{report['lr']}), label smoothing 0.1; test top-1 on the first {report['test_size']} "
+        "test images. Physics checks on 8 probe images every "
+        f"{report['probe_every']} steps, every block's rollout.",
+        "",
+        "| model | parameters | test top-1 | train images/s | non-finite losses | steps dS >= 0 "
+        "| steps dH <= 0 | energy drift |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in a.items():
+        physics = (
+            f"{r['ds_nonnegative']:.3f} | {r['dh_nonpositive']:.3f} | {r['energy_drift']:.3g}"
+            if "ds_nonnegative" in r
+            else "n/a | n/a | n/a"
+        )
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['test_top1']:.4f} | "
+            f"{r['train_images_per_s']:.0f} | {r['nonfinite_losses']} | {physics} |"
+        )
+    return lines
+
+
+def section_b(report: dict) -> list[str]:
+    lines = [
+        "",
+        f"## (b) Euler against strang, {report['sweep_steps']} training steps each",
+        "",
+        "Each at its own step size: the learned `dt`, capped below the integrator's stability "
+        "limit (`core.layer.stable_dt`: Euler's guarantees `H` never rises, strang's keeps "
+        "leapfrog stable). By construction `dS >= 0` at every step of both; Euler's bound "
+        "also makes `dH <= 0` at every step; the energy drift is how far the ledger "
+        "`E = H + T0 S` moves, which strang keeps to leapfrog's `O(dt^2)` error and explicit "
+        "Euler does not conserve.",
+        "",
+        "| integrator | rollout steps | dt | test top-1 | train images/s | non-finite "
+        "| steps dS >= 0 | steps dH <= 0 | energy drift |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["integrators"]:
+        lines.append(
+            f"| {r['integrator']} | {r['rollout_steps']} | {r['dt']:.3f} | {r['test_top1']:.4f} | "
+            f"{r['train_images_per_s']:.0f} | {r['nonfinite_losses']} | "
+            f"{r['ds_nonnegative']:.3f} | {r['dh_nonpositive']:.3f} | {r['energy_drift']:.3g} |"
+        )
+    return lines
+
+
+def section_c(report: dict) -> list[str]:
+    c = report["cifar100_speed"]
+    wrn = c["WRN-40-2 (cifar100_wrn.yaml)"]
+    lines = [
+        "",
+        f"## (c) CIFAR-100 configs, synthetic 3x32x32 batches of {report['speed_batch']}",
+        "",
+        "Forward, backward and AdamW step (train) and forward (inference), best of "
+        f"{report['speed_repeats']}; projected wall time of the full recipe "
+        f"({c['recipe_images']:,} training images) on this CPU. CIFAR-100 accuracy is not "
+        "measured here: the data set is not on this machine (and the recipe needs a GPU).",
+        "",
+        "| model | parameters | train images/s | inference images/s | train speed vs WRN-40-2 "
+        "| projected recipe (h) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in c.items():
+        if name == "recipe_images":
+            continue
+        ratio = r["train_images_per_s"] / wrn["train_images_per_s"]
+        lines.append(
+            f"| {name} | {r['parameters']:,} | {r['train_images_per_s']:.1f} | "
+            f"{r['inference_images_per_s']:.1f} | {ratio:.2f}x | "
+            f"{r['projected_recipe_hours']:.0f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=400, help="(a) training steps per model")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.003)
+    parser.add_argument("--test-size", type=int, default=10000, help="test images scored")
+    parser.add_argument("--probe-every", type=int, default=50)
+    parser.add_argument("--sweep-steps", type=int, default=100, help="(b) steps per run")
+    parser.add_argument("--sweep-rollout", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--speed-batch", type=int, default=64, help="(c) batch size")
+    parser.add_argument("--speed-repeats", type=int, default=3)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["a", "b", "c"],
+        choices=["a", "b", "c", "d"],
+        help="d: the fashion_mnist.yaml fit as shipped (about 10 minutes)",
+    )
+    parser.add_argument("--workdir", default="/tmp/benchmark_images", help="(d) runs folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="images")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the markdown from the JSON"
+    )
+    opts = parser.parse_args()
+    torch.set_num_threads(opts.threads)
+    report = {
+        **provenance(),
+        "batch_size": opts.batch_size,
+        "lr": opts.lr,
+        "test_size": opts.test_size,
+        "probe_every": opts.probe_every,
+        "sweep_steps": opts.sweep_steps,
+        "speed_batch": opts.speed_batch,
+        "speed_repeats": opts.speed_repeats,
+        "fashion_mnist": {},
+        "integrators": [],
+        "cifar100_speed": {},
+        "fashion_mnist_config": {},
+    }
+    if opts.render:  # rewrite the markdown of an earlier run from its JSON
+        report = json.loads((DOCS / f"{opts.name}.json").read_text())
+        write_results(opts.name, report, markdown(report))
+        return
+    report["load_average"] = [os.getloadavg()[0]]
+    start = time.perf_counter()
+    if "a" in opts.parts or "b" in opts.parts:
+        data = Data(opts.batch_size, opts.test_size, opts.seed)
+    if "a" in opts.parts:
+        report["fashion_mnist"] = part_a(data, opts)
+    if "b" in opts.parts:
+        report["integrators"] = part_b(data, opts)
+    if "c" in opts.parts:
+        report["cifar100_speed"] = part_c(opts)
+    if "d" in opts.parts:
+        report["fashion_mnist_config"] = part_d(opts)
+    report["wall_seconds"] = time.perf_counter() - start
+    report["load_average"].append(os.getloadavg()[0])
+    write_results(opts.name, report, markdown(report))
+
+
+if __name__ == "__main__":
+    main()

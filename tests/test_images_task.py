@@ -1,0 +1,399 @@
+"""Image classification: the fast grid layer against the core, stability at the CIFAR shape,
+parameter counts, augmentation, the DataModules on fabricated files, every image config
+through the CLI, the prediction writer."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lit_metriplector.cli import main
+from lit_metriplector.core import CGOptions, Grid2D, Heads, MetriplectorLayer, Rollout
+from lit_metriplector.datamodules import (
+    Augmentation,
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+)
+from lit_metriplector.datamodules.images import BatchAugmentation, crop_flip, mix
+from lit_metriplector.modules import ClassificationTask
+from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
+from lit_metriplector.networks.images import GridLayer, _EulerRollout, _GridSolve, fast_asinh
+from tests.test_image_data import fake_cifar10_members, fake_cifar100, fake_mnist, write_tar
+
+ROOT = Path(__file__).resolve().parents[1]
+BOUNDED = Heads(edge_rank=2, max_rate=1.0, min_damping=0.5)
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def network_args(config: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]["network"][
+        "init_args"
+    ]
+
+
+# --- the fast grid layer is the core's layer ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "integrator, branch",
+    [("euler", "full"), ("euler", "dissipative"), ("strang", "full"), ("strang", "dissipative")],
+)
+def test_grid_layer_matches_the_core_path(integrator, branch):
+    torch.manual_seed(0)
+    solver = CGOptions(tol=1e-13, dtype="float64")  # strang: both CGs to rounding
+    dynamics = Rollout(branch, 4, integrator, 0.3, rotation=branch == "full", solver=solver)
+    layer = GridLayer(12, 3, dynamics, BOUNDED).double()
+    x = torch.randn(2, 12, 5, 6, dtype=torch.float64, requires_grad=True)
+    params = [x, *layer.parameters()]
+    for diagnostics in (False, True):
+        update, report, charges = layer.mix(x, diagnostics)
+        reference, ref_report = MetriplectorLayer.forward(
+            layer, x, Grid2D(5, 6), diagnostics=diagnostics
+        )
+        assert torch.allclose(x + update, reference, atol=1e-10)
+        ours = torch.autograd.grad(update.square().sum(), params, allow_unused=True)
+        theirs = torch.autograd.grad((reference - x).square().sum(), params, allow_unused=True)
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
+        assert charges.shape == (2, 3, 6)
+        if diagnostics:
+            assert torch.allclose(report.ledger.energy, ref_report.ledger.energy, atol=1e-10)
+            assert torch.allclose(report.ledger.entropy, ref_report.ledger.entropy, atol=1e-10)
+
+
+@pytest.mark.parametrize("momenta", [True, False])
+def test_euler_adjoint_passes_gradcheck(momenta):
+    torch.manual_seed(0)
+    b, c, h, w = 2, 2, 3, 4
+
+    def tensor(*shape, positive=False):
+        t = torch.rand(*shape, dtype=torch.float64) if positive else torch.randn(*shape).double()
+        return t.requires_grad_()
+
+    sites = (b, c, h, w)
+    args = [
+        tensor(*sites),
+        tensor(b, c, h - 1, w, positive=True),
+        tensor(b, c, h, w - 1, positive=True),
+        tensor(*sites, positive=True),
+        tensor(*sites),
+        tensor(*sites, positive=True) if momenta else None,
+        tensor(*sites, positive=True),
+        tensor(c, c),
+        tensor(c, c) if momenta else None,
+        torch.tensor(0.1, dtype=torch.float64, requires_grad=True),
+        3,
+    ]
+
+    def rollout(*a):
+        a = list(a)
+        a[7] = a[7] @ a[7].T  # the coupling is symmetric
+        return _EulerRollout.apply(*a)
+
+    assert torch.autograd.gradcheck(rollout, args)
+
+
+def test_grid_solve_passes_gradcheck():
+    torch.manual_seed(0)
+    b, c, h, w = 2, 2, 3, 4
+
+    def tensor(*shape, positive=False):
+        t = torch.rand(*shape, dtype=torch.float64) if positive else torch.randn(*shape).double()
+        return (t + 0.5 if positive else t).requires_grad_()
+
+    rhs = tensor(b, c, h, w)
+    shift = tensor(b, c, h, w, positive=True)
+    kv, kh = tensor(b, c, h - 1, w, positive=True), tensor(b, c, h, w - 1, positive=True)
+    mass2, root = tensor(b, c, h, w, positive=True), tensor(c, c)
+
+    def solve(rhs, shift, kv, kh, mass2, root):
+        x0 = torch.zeros_like(rhs)
+        return _GridSolve.apply(rhs, x0, shift, kv, kh, mass2, root @ root.T, 1e-13, 200)
+
+    assert torch.autograd.gradcheck(solve, [rhs, shift, kv, kh, mass2, root])
+
+
+def test_fast_asinh():
+    x = torch.cat([torch.randn(100) * 100, torch.tensor([0.0, 1e-30, -1e-8, 1e20])]).double()
+    assert torch.allclose(fast_asinh(x), torch.asinh(x), rtol=1e-12, atol=0)
+    assert torch.autograd.gradcheck(fast_asinh, [x[:10].clone().requires_grad_()])
+
+
+# --- stability at the CIFAR shape -----------------------------------------------------------
+
+
+def cifar_shaped(steps_factor: int = 1, **overrides) -> ImageMetriplector:
+    """The CIFAR-100 config's network with narrow stages (same depths, physics and bounds)."""
+    args = network_args("cifar100.yaml")
+    args.update(widths=[8, 8, 8], fields=[2, 2, 2], mlp_ratio=1.0, num_classes=10)
+    args["steps"] = args["steps"] * steps_factor
+    args.update(overrides)
+    return ImageMetriplector(**args)
+
+
+@pytest.mark.parametrize("factor", [1, 4])
+def test_training_at_the_cifar_shape_is_stable(factor):
+    torch.manual_seed(0)
+    net = cifar_shaped(factor)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.05)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(net(x)[0], y)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        logits, reports = net(x * 10, diagnostics=True)  # louder input than any it saw
+    assert torch.isfinite(logits).all()
+    assert len(reports) == sum(network_args("cifar100.yaml")["depths"])
+    for report in reports:
+        ledger = report.ledger
+        assert ledger.hamiltonian.shape[0] == 8 * factor + 1
+        h = ledger.hamiltonian
+        assert torch.isfinite(h).all()
+        assert (h.diff(dim=0) <= 1e-4 * h.abs().amax(0)).all()  # Euler never raises H
+        assert (ledger.entropy_production() >= 0).all()
+
+
+def test_strang_at_the_cifar_shape_is_stable():
+    torch.manual_seed(0)
+    net = cifar_shaped(integrator="strang", depths=[1, 1, 1]).eval()
+    with torch.no_grad():
+        logits, reports = net(torch.randn(2, 3, 32, 32) * 10, diagnostics=True)
+    assert torch.isfinite(logits).all()
+    for report in reports:
+        assert torch.isfinite(report.ledger.hamiltonian).all()
+        assert (report.ledger.entropy_production() >= -1e-5).all()
+
+
+# --- parameter counts -----------------------------------------------------------------------
+
+
+def test_parameter_counts():
+    with torch.device("meta"):
+        ours = ImageMetriplector(**network_args("cifar100.yaml"))
+        twin = DepthwiseTwin(**network_args("cifar100.yaml"))
+        wrn = WideResNet(**network_args("cifar100_wrn.yaml"))
+        small = ImageMetriplector(**network_args("fashion_mnist.yaml"))
+        small_twin = DepthwiseTwin(**network_args("fashion_mnist.yaml"))
+    assert 2.0e6 < count(ours) <= 2.26e6
+    assert abs(count(twin) / count(ours) - 1) < 0.02
+    assert abs(count(small_twin) / count(small) - 1) < 0.02
+    assert 2.2e6 < count(wrn) < 2.3e6  # WRN-40-2 on CIFAR-100
+
+
+def test_every_image_network_satisfies_the_task_protocol():
+    for net in (
+        cifar_shaped(),
+        WideResNet(3, 10, 10, 1),
+        DepthwiseTwin(3, 10, [8, 8], [1, 1], [2, 2]),
+    ):
+        logits, reports = net(torch.randn(2, 3, 16, 16))
+        assert logits.shape == (2, 10) and isinstance(reports, list)
+
+
+# --- augmentation ---------------------------------------------------------------------------
+
+
+def test_crop_flip_moves_pixels_only():
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    same = crop_flip(images, 0, False)
+    assert torch.equal(same, images)
+    flipped = crop_flip(images, 0, True)
+    for a, b in zip(flipped, images, strict=True):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(-1))
+    cropped = crop_flip(images, 2, True)
+    assert cropped.shape == images.shape and cropped.dtype == torch.uint8
+    # every crop is a window of the zero-padded image
+    padded = torch.nn.functional.pad(images, (2,) * 4)
+    for a, p in zip(cropped, padded, strict=True):
+        windows = p.unfold(1, 8, 1).unfold(2, 8, 1).permute(1, 2, 0, 3, 4).flatten(0, 1)
+        assert any(torch.equal(a, w) or torch.equal(a, w.flip(-1)) for w in windows)
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixed_targets_are_distributions(kind):
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 5, (8,))
+    mixed, target = mix(x, y, 5, 1.0, kind)
+    assert mixed.shape == x.shape and target.shape == (8, 5)
+    assert torch.allclose(target.sum(1), torch.ones(8))
+    if kind == "cutmix":  # the weight of the own label is the area kept
+        kept = (mixed == x).float().mean((1, 2, 3))
+        own = target.gather(1, y[:, None])[:, 0]
+        differs = ~torch.isclose(own, torch.ones(8))
+        assert torch.allclose(kept[differs], own[differs], atol=1e-6) or not differs.any()
+
+
+def test_batch_augmentation_keeps_shapes_and_dtypes():
+    torch.manual_seed(0)
+    full = Augmentation(randaugment_ops=2, erasing=0.5, mixup=0.8, cutmix=1.0)
+    augment = BatchAugmentation((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), 10, full)
+    batch = {
+        "input": torch.randint(0, 256, (6, 3, 12, 12), dtype=torch.uint8),
+        "target": torch.randint(0, 10, (6,)),
+    }
+    out = augment.train()(batch)
+    assert out["input"].shape == (6, 3, 12, 12) and out["input"].dtype == torch.float32
+    assert out["image"].dtype == torch.uint8 and out["image"].shape == (6, 3, 12, 12)
+    assert out["target"].shape in ((6,), (6, 10))
+    if out["target"].dim() == 2:
+        assert torch.allclose(out["target"].sum(1), torch.ones(6))
+    evaluated = augment.eval()(batch)
+    assert torch.equal(evaluated["target"], batch["target"])
+    assert torch.equal(evaluated["image"], batch["input"])
+    expected = (batch["input"].float() / 255 - 0.5 * torch.ones(1)) / 0.2
+    assert torch.allclose(evaluated["input"][:, 0], expected[:, 0], atol=1e-5)
+
+
+# --- DataModules on fabricated files --------------------------------------------------------
+
+
+def fabricate(folder: Path) -> dict:
+    """Tiny CIFAR-100, CIFAR-10 and Fashion-MNIST files in ``folder``."""
+    for name in ("cifar100", "cifar10"):
+        (folder / name).mkdir(parents=True)
+    fake_cifar100(folder / "cifar100", n_train=10, n_test=4)
+    members, _, _ = fake_cifar10_members(per_batch=2)
+    write_tar(folder / "cifar10" / "cifar-10-python.tar.gz", members)
+    fake_mnist(folder / "fashion", gz=True, n_train=10, n_test=4)
+    return {
+        "cifar100": folder / "cifar100",
+        "cifar10": folder / "cifar10",
+        "fashion": folder / "fashion",
+    }
+
+
+def test_datamodules_on_fabricated_files(tmp_path):
+    folders = fabricate(tmp_path)
+    cases = [
+        (CIFAR100DataModule, folders["cifar100"], (3, 32, 32), 100, {"md5": None}),
+        (CIFAR10DataModule, folders["cifar10"], (3, 32, 32), 10, {"md5": None}),
+        (FashionMNISTDataModule, folders["fashion"], (1, 28, 28), 10, {}),
+    ]
+    for cls, folder, shape, classes, extra in cases:
+        dm = cls(data_dir=str(folder), batch_size=4, val_size=2, seed=3, **extra)
+        dm.setup("fit")
+        assert len(dm.train_set) + len(dm.val_set) == 10 and len(dm.val_set) == 2
+        assert len(dm.classes) == classes == dm.num_classes
+        batch = next(iter(dm.train_dataloader()))
+        assert batch["input"].dtype == torch.uint8 and batch["input"].shape == (4, *shape)
+        assert batch["target"].dtype == torch.long
+        again = cls(data_dir=str(folder), batch_size=4, val_size=2, seed=3, **extra)
+        again.setup("fit")
+        assert torch.equal(again.val_set.images, dm.val_set.images)  # seeded split
+        dm.setup("predict")
+        assert len(dm.predict_set) == len(dm.test_set) <= 4  # all of a tiny test set
+        assert len(next(iter(dm.test_dataloader()))["target"]) == len(dm.test_set)
+    whole = CIFAR100DataModule(data_dir=str(folders["cifar100"]), val_size=0, md5=None)
+    whole.setup("fit")
+    assert len(whole.train_set) == 10 and len(whole.val_set) == 4  # validates on the test set
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+TINY_NETWORK = [
+    "--model.init_args.network.init_args.widths=[8, 8, 8]",
+    "--model.init_args.network.init_args.depths=[1, 1, 1]",
+    "--model.init_args.network.init_args.fields=[2, 2, 2]",
+    "--model.init_args.network.init_args.steps=2",
+]
+TINY_WRN = [
+    "--model.init_args.network.init_args.depth=10",
+    "--model.init_args.network.init_args.widen_factor=1",
+]
+IMAGE_CONFIGS = {
+    "cifar100": ("cifar100", TINY_NETWORK),
+    "cifar100_wrn": ("cifar100", TINY_WRN),
+    "cifar10": ("cifar10", TINY_NETWORK),
+    "cifar10_wrn": ("cifar10", TINY_WRN),
+    "fashion_mnist": ("fashion", TINY_NETWORK),
+}
+
+
+def tiny_image_args(config: str, folders: dict) -> list[str]:
+    data, network = IMAGE_CONFIGS[config]
+    args = [
+        "--config",
+        str(ROOT / "configs" / f"{config}.yaml"),
+        *network,
+        f"--data.init_args.data_dir={folders[data]}",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.val_size=2",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.predict_size=4",
+        "--trainer.enable_progress_bar=false",
+    ]
+    if data != "fashion":
+        args.append("--data.init_args.md5=null")
+    return args
+
+
+@pytest.mark.parametrize("config", sorted(IMAGE_CONFIGS))
+def test_image_config_fast_dev_run(config, tmp_path, monkeypatch):
+    folders = fabricate(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    cli = main(["fit", *tiny_image_args(config, folders), "--trainer.fast_dev_run=1"])
+    assert cli.trainer.global_step == 1 and cli.trainer.state.finished
+    assert "test/test/top1" in cli.trainer.callback_metrics
+
+
+def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypatch):
+    folders = fabricate(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    args = tiny_image_args("fashion_mnist", folders)
+    cli = main(["fit", *args, "--trainer.max_steps=2", "--trainer.limit_val_batches=1"])
+    task = cli.model
+    assert isinstance(task, ClassificationTask)
+    assert set(task.per_class_accuracy["test"]) == set(cli.datamodule.classes)
+    batch = cli.datamodule.on_after_batch_transfer(next(iter(cli.datamodule.test_dataloader())), 0)
+    pictures = task.render_prediction(batch, task(batch["input"])[0])
+    assert pictures.dtype == torch.uint8 and pictures.shape[:2] == (2, 3)
+    assert list(Path("runs/fashion_mnist").rglob("events.out.tfevents.*"))
+    main(
+        [
+            "predict",
+            *args,
+            "--ckpt_path=runs/fashion_mnist/checkpoints/last.ckpt",
+            "--trainer.logger=false",
+        ]
+    )
+    folder = Path("predictions/fashion_mnist/test")
+    assert len(list(folder.glob("batch_*.png"))) == 2
+    with open(folder / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == [0, 1, 2, 3]
+    assert all(r["prediction_name"] in cli.datamodule.classes for r in rows)
+    assert all(0 <= float(r["probability"]) <= 1 for r in rows)
+
+
+def test_task_rejects_a_class_count_that_is_not_the_datas(tmp_path, monkeypatch, capsys):
+    folders = fabricate(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    args = tiny_image_args("fashion_mnist", folders)
+    with pytest.raises(SystemExit):
+        main(["fit", *args, "--model.init_args.num_classes=7", "--trainer.fast_dev_run=1"])
+    assert "the data has 10 classes" in capsys.readouterr().err
+
+
+def test_loss_takes_soft_targets_and_smoothing():
+    task = ClassificationTask(WideResNet(3, 5, 10, 1), num_classes=5, label_smoothing=0.1)
+    logits = torch.randn(4, 5)
+    hard = torch.tensor([0, 1, 2, 3])
+    soft = torch.nn.functional.one_hot(hard, 5).float()
+    assert torch.allclose(task.compute_loss(logits, hard), task.compute_loss(logits, soft))
+    metrics = task.build_metrics()
+    metrics.update(logits, soft)
+    assert set(metrics.compute()) == {"top1", "top5", "balanced"}
+    assert math.isclose(float(metrics.compute()["top5"]), 1.0)
+    assert np.isfinite(float(metrics.compute()["balanced"]))
