@@ -1,13 +1,31 @@
-"""Byte-level language modelling: the Metriplector LM against the GPT baseline.
+"""Byte-level language modelling: the Metriplector LM against three baselines.
 
-Both models are trained through the shipped configs (``configs/lm.yaml``, ``configs/lm_gpt.yaml``:
-matched parameter counts, the same recipe) on the benchmark corpus, with the same data order and
-the same number of training bytes, one after the other on the same machine. Records validation
-bits/byte against bytes seen, training throughput, and generation speed (``step``, batch 1) at a
-short and a long context. Writes ``docs/benchmarks/<name>.json``, ``.md`` and ``.png`` (name
-``lm`` unless ``--name`` says otherwise)::
+Models (``--models``), each trained through its shipped config (matched parameter counts, the
+same recipe, the same data order)::
 
-    python benchmarks/lm.py                       # about 30 minutes on 2 CPU cores
+    metriplector       configs/lm.yaml             damped oscillator modes
+    gpt                configs/lm_gpt.yaml         nanoGPT-style transformer
+    modern_gpt         configs/lm_modern_gpt.yaml  RMSNorm, rotary positions, SwiGLU, no biases
+    modern_gpt_untied  the same, untied output layer (the MLP trimmed to the same count)
+    lru                configs/lm_lru.yaml         diagonal complex recurrence, no physics
+
+Three modes, each writing ``docs/benchmarks/<name>.json``, ``.md`` and (training modes) ``.png``:
+
+- comparison (default, name ``lm``): train every model, validation bits/byte against bytes seen,
+  and the bytes the Metriplector LM needs to reach the strongest baseline's final value;
+- ``--lr-sweep LR [LR ...]`` (name ``lm_sweep``): train every model at every peak learning rate
+  (optimizer ``lr`` and OneCycle ``max_lr``) and tabulate the final bits/byte;
+- ``--speed`` (name ``lm_speed``): no training; at the configs' sizes, training bytes/s
+  (forward, backward and AdamW on 16 x 256 bytes) and generation bytes/s at batch 1 after short
+  and long contexts, the models interleaved in one process so that a shared CPU's load hits all
+  alike; ``--step-before REV`` adds the Metriplector ``step`` of git revision ``REV``.
+
+Every run keeps its result in ``--workdir`` (``<model>_lr<lr>_<steps>.json``); ``--report-only``
+rebuilds a report from the runs there, so runs may be split over processes::
+
+    python benchmarks/lm.py --steps 1000 --val-every 100          # about 30 min a model, 2 cores
+    python benchmarks/lm.py --lr-sweep 0.001 0.002 0.004 --steps 100 --models metriplector
+    python benchmarks/lm.py --speed --threads 1 --step-before HEAD
     python benchmarks/lm.py --steps 40 --val-every 20 --val-windows 16   # smoke run
 """
 
@@ -15,26 +33,68 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import DOCS, ROOT, provenance, run_line, write_results
+from common import DOCS, ROOT, command, provenance, run_line, write_results
 
 from lit_metriplector.cli import main as cli
 from lit_metriplector.modules.base import count_parameters
 
 CORPUS = ROOT.parent / "shared" / "data" / "english"
-CONFIGS = {"metriplector": "lm.yaml", "gpt": "lm_gpt.yaml"}
+NET = "--model.init_args.network.init_args."
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "metriplector": ("lm.yaml", []),
+    "gpt": ("lm_gpt.yaml", []),
+    "modern_gpt": ("lm_modern_gpt.yaml", []),
+    "modern_gpt_untied": (
+        "lm_modern_gpt.yaml",
+        [f"{NET}tie_weights=false", f"{NET}mlp_ratio=2.568"],
+    ),
+    "lru": ("lm_lru.yaml", []),
+}
+LABELS = {
+    "metriplector": "Metriplector LM",
+    "gpt": "GPT (nanoGPT)",
+    "modern_gpt": "modern GPT",
+    "modern_gpt_untied": "modern GPT, untied head",
+    "lru": "LRU (no physics)",
+}
+BATCH = (16, 256)  # the configs' batch_size and seq_len
 
 
-def train(name: str, opts: argparse.Namespace) -> dict:
+def config_lr(name: str) -> float:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / CONFIGS[name][0]).read_text())
+    return float(config["model"]["init_args"]["optimizer"]["init_args"]["lr"])
+
+
+def run_file(opts: argparse.Namespace, name: str, lr: float) -> Path:
+    return opts.workdir / f"{name}_lr{lr:g}_{opts.steps}.json"
+
+
+def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
+    """Train ``name`` at peak learning rate ``lr`` for ``opts.steps`` steps; the result is also
+    kept in ``opts.workdir``."""
+    config, extra = CONFIGS[name]
+    tag = f"{name}_lr{lr:g}"
     args = [
         "fit",
         "--config",
-        str(ROOT / "configs" / CONFIGS[name]),
+        str(ROOT / "configs" / config),
+        *extra,
+        f"--model.init_args.optimizer.init_args.lr={lr}",
+        f"--model.init_args.lr_scheduler.init_args.max_lr={lr}",
         f"--data.init_args.path={opts.corpus}",
         f"--data.init_args.val_windows={opts.val_windows}",
         f"--trainer.max_steps={opts.steps}",
@@ -43,7 +103,7 @@ def train(name: str, opts: argparse.Namespace) -> dict:
         "--trainer.check_val_every_n_epoch=null",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
         f"--trainer.logger.save_dir={opts.workdir}",
-        f"--trainer.logger.name={name}",
+        f"--trainer.logger.name={tag}",
         "--trainer.enable_progress_bar=false",
     ]
     start = time.perf_counter()
@@ -56,36 +116,181 @@ def train(name: str, opts: argparse.Namespace) -> dict:
             if row.get("val/bpb"):
                 # validation inside the epoch is logged at the step count before the last one
                 curve.append(((int(row["step"]) + 1) * batch_bytes, float(row["val/bpb"])))
-    return {
+    result = {
+        "model": name,
+        "lr": lr,
         "parameters": count_parameters(fit.model.network),
         "steps": fit.trainer.global_step,
         "bytes": fit.trainer.global_step * batch_bytes,
         "train_seconds": seconds,
         "curve": curve,
-        "network": fit.model.network,
+        "final_bpb": curve[-1][1],
+        "command": command(),
     }
+    run_file(opts, name, lr).write_text(json.dumps(result, indent=1) + "\n")
+    print(tag, {k: v for k, v in result.items() if k != "curve"}, flush=True)
+    return result
+
+
+def load_runs(opts: argparse.Namespace) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in sorted(opts.workdir.glob(f"*_{opts.steps}.json"))]
+    order = {name: i for i, name in enumerate(opts.models)}
+    return sorted((r for r in runs if r["model"] in order), key=lambda r: order[r["model"]])
+
+
+# --- speed --------------------------------------------------------------------------------------
+
+
+def build(name: str) -> torch.nn.Module:
+    """The network of a model's config (untrained; speed does not depend on the weights)."""
+    import yaml
+
+    config, extra = CONFIGS[name]
+    network = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
+    network = network["network"]
+    kwargs = dict(network.get("init_args", {}))
+    for arg in extra:
+        key, value = arg.removeprefix(NET).split("=")
+        kwargs[key] = yaml.safe_load(value)
+    module, _, cls = network["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+def load_step_before(rev: str) -> type:
+    """``MetriplectorLM`` as it was at git revision ``rev`` (for the generation speed before)."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:lit_metriplector/networks/lm.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "lm_before.py"
+    path.write_text(source)
+    name = "lit_metriplector.networks._lm_before"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.MetriplectorLM
+
+
+def train_step_seconds(networks: dict[str, torch.nn.Module], rounds: int, steps: int) -> dict:
+    """Median seconds of a training step (forward, backward, AdamW) on one random batch, the
+    models taking turns ``rounds`` times, ``steps`` steps each turn."""
+    g = torch.Generator().manual_seed(0)
+    batch = torch.randint(256, (BATCH[0], BATCH[1] + 1), generator=g)
+    optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in networks.items()}
+    times: dict[str, list[float]] = {n: [] for n in networks}
+
+    def one(name: str) -> None:
+        network = networks[name]
+        logits = network(batch[:, :-1])[0]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad()
+
+    for name in networks:  # warm-up
+        networks[name].train()
+        one(name)
+    for _ in range(rounds):
+        for name in networks:
+            start = time.perf_counter()
+            for _ in range(steps):
+                one(name)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {n: statistics.median(t) for n, t in times.items()}
 
 
 @torch.no_grad()
-def generation_speed(
-    network: torch.nn.Module, context: int, new: int = 128, repeats: int = 3
-) -> float:
-    """Bytes per second of ``step`` at batch 1 after ``context`` bytes of prompt: the median of
-    ``repeats`` timings of ``new`` bytes, each after a fresh prompt (single timings of a fraction
-    of a second vary by a third on a shared CPU)."""
-    network.eval()
-    rates = []
-    for _ in range(repeats):
-        state = network.init_state(1)
-        token = torch.zeros(1, dtype=torch.long)
+def generation_speeds(
+    networks: dict[str, torch.nn.Module], context: int, new: int = 128, repeats: int = 3
+) -> dict[str, float]:
+    """Bytes per second of ``step`` at batch 1 after ``context`` bytes, per network: each is fed
+    the context, then they take turns timing ``new`` bytes, ``repeats`` times; the median (single
+    timings of a fraction of a second vary by a third on a shared CPU, so the turns make a
+    changing load hit all networks alike)."""
+    states, tokens = {}, {}
+    for name, network in networks.items():
+        network.eval()
+        state, token = network.init_state(1), torch.zeros(1, dtype=torch.long)
         for _ in range(context):
             _, state = network.step(token, state)
-        start = time.perf_counter()
-        for _ in range(new):
-            logits, state = network.step(token, state)
-            token = logits.argmax(-1)
-        rates.append(new / (time.perf_counter() - start))
-    return statistics.median(rates)
+        states[name], tokens[name] = state, token
+    rates: dict[str, list[float]] = {name: [] for name in networks}
+    for _ in range(repeats):
+        for name, network in networks.items():
+            state, token = states[name], tokens[name]
+            start = time.perf_counter()
+            for _ in range(new):
+                logits, state = network.step(token, state)
+                token = logits.argmax(-1)
+            rates[name].append(new / (time.perf_counter() - start))
+            states[name], tokens[name] = state, token
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def speed(opts: argparse.Namespace) -> None:
+    names = [n for n in opts.models if n != "modern_gpt_untied"]
+    torch.manual_seed(0)
+    networks = {n: build(n) for n in names}
+    report = {
+        **provenance(),
+        "name": opts.name,
+        "batch": BATCH,
+        "contexts": opts.contexts,
+        "models": {n: {"parameters": count_parameters(m)} for n, m in networks.items()},
+    }
+    if opts.rounds:
+        seconds = train_step_seconds(networks, opts.rounds, 2)
+        for n, s in seconds.items():
+            report["models"][n]["train_bytes_per_s"] = BATCH[0] * BATCH[1] / s
+    if opts.step_before:
+        before = load_step_before(opts.step_before)()
+        before.load_state_dict(networks["metriplector"].state_dict())
+        networks["metriplector_before"] = before
+        report["step_before"] = opts.step_before
+        report["models"]["metriplector_before"] = {"parameters": count_parameters(before)}
+    for context in opts.contexts:
+        # the GPT recomputes its window at every byte past it: minutes at long contexts
+        timed = {n: m for n, m in networks.items() if n != "gpt" or context <= 1024}
+        for n, rate in generation_speeds(timed, context).items():
+            report["models"][n][f"generate_{context}"] = rate
+            print(n, context, f"{rate:.0f} bytes/s", flush=True)
+    write_results(opts.name, report, speed_markdown(report))
+
+
+def speed_markdown(report: dict) -> str:
+    models, contexts = report["models"], report["contexts"]
+    ref = models["metriplector"].get("train_bytes_per_s")
+    lines = [
+        "# Language-model speed: training and generation throughput",
+        "",
+        f"{run_line(report)}. Untrained networks at the configs' sizes; the models take turns "
+        "in one process (a shared CPU's load hits all alike). Training: forward, backward and "
+        f"AdamW on {report['batch'][0]} x {report['batch'][1]} bytes, median of the turns. "
+        "Generation: `step` at batch 1 after the given context, the models taking turns timing "
+        "128 bytes, median of 3 turns.",
+        "",
+        "| model | parameters | train bytes/s | vs Metriplector | "
+        + " | ".join(f"generate bytes/s, {c}-byte context" for c in contexts)
+        + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(contexts),
+    ]
+    for n, r in models.items():
+        train_rate = r.get("train_bytes_per_s")
+        cells = [
+            f"{train_rate:.0f}" if train_rate else "",
+            f"{train_rate / ref:.2f}" if train_rate and ref else "",
+        ]
+        cells += [f"{r[f'generate_{c}']:.0f}" if f"generate_{c}" in r else "—" for c in contexts]
+        label = LABELS.get(n, f"Metriplector LM, `step` of {report.get('step_before')}")
+        lines.append(f"| {label} | {r['parameters']:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- training reports ---------------------------------------------------------------------------
 
 
 def bytes_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
@@ -96,112 +301,182 @@ def bytes_to_reach(curve: list[tuple[int, float]], target: float) -> float | Non
     return float(curve[0][0]) if curve and curve[0][1] <= target else None
 
 
-def plot(report: dict, path: Path) -> None:
+def plot_curves(panels: dict[str, list[dict]], path: Path, title: str, key: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, r in report["models"].items():
-        b, v = zip(*r["curve"], strict=True)
-        ax.plot(np.array(b) / 1e6, v, marker="o", label=f"{name} ({r['parameters'] / 1e6:.2f}M)")
-    ax.set_xlabel("training bytes (millions)")
-    ax.set_ylabel("validation bits / byte")
-    ax.set_title("Byte LM on the benchmark corpus")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, (panel, runs) in zip(axes[0], panels.items(), strict=True):
+        for r in runs:
+            b, v = zip(*r["curve"], strict=True)
+            ax.plot(np.array(b) / 1e6, v, marker="o", markersize=3, label=r[key])
+        ax.set_xlabel("training bytes (millions)")
+        ax.set_ylabel("validation bits / byte")
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
-def markdown(report: dict) -> str:
-    models = report["models"]
+def sweep_report(opts: argparse.Namespace, runs: list[dict]) -> None:
+    lrs = sorted({r["lr"] for r in runs})
+    by_model: dict[str, dict[float, dict]] = {}
+    for r in runs:
+        by_model.setdefault(r["model"], {})[r["lr"]] = r
+    report = {
+        **provenance(),
+        "name": opts.name,
+        "steps": opts.steps,
+        "val_windows": opts.val_windows,
+        "runs": runs,
+        "best_lr": {
+            m: min(rs.values(), key=lambda r: r["final_bpb"])["lr"] for m, rs in by_model.items()
+        },
+    }
     lines = [
-        "# Language-model benchmark: Metriplector LM against a GPT baseline",
+        "# Language-model learning-rate sweep",
         "",
-        f"{run_line(report)}. Corpus: "
-        "`../shared/data/english` (train / val splits); both models see the same batches in the "
-        f"same order; validation on {report['val_windows']} fixed windows of 256 bytes.",
+        f"{run_line(report)}. Corpus `../shared/data/english`; every run {opts.steps} steps of "
+        f"{BATCH[0]} x {BATCH[1]} bytes ({opts.steps * BATCH[0] * BATCH[1]:,} bytes) through its "
+        "config, the same data order, OneCycle to the peak learning rate (optimizer `lr` and "
+        f"`max_lr` alike) after 5% warm-up; validation on {opts.val_windows} fixed windows. "
+        "Final validation bits/byte; the best of each row in bold.",
         "",
-        f"![validation bits/byte against training bytes]({report['name']}.png)",
+        f"![validation bits/byte against training bytes]({opts.name}.png)",
         "",
-        "| model | parameters | training bytes | final val bits/byte | train bytes/s | "
-        "generate bytes/s (short) | generate bytes/s (long) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | parameters | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+        "|---|---:|" + "---:|" * len(lrs),
     ]
-    for name, r in models.items():
+    for m, rs in by_model.items():
+        best = report["best_lr"][m]
+        cells = []
+        for lr in lrs:
+            if lr not in rs:
+                cells.append("—")
+            else:
+                value = f"{rs[lr]['final_bpb']:.3f}"
+                cells.append(f"**{value}**" if lr == best else value)
+        parameters = next(iter(rs.values()))["parameters"]
+        lines.append(f"| {LABELS[m]} | {parameters:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Run times (s, including validation; runs shared the CPU):", ""]
+    for m, rs in by_model.items():
+        times = ", ".join(f"lr {lr:g}: {r['train_seconds']:.0f}" for lr, r in sorted(rs.items()))
+        lines.append(f"- {LABELS[m]}: {times}")
+    lines += ["", "The runs came from:", ""]
+    lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
+    panels = {
+        LABELS[m]: [dict(r, lr=f"lr {r['lr']:g}") for _, r in sorted(rs.items())]
+        for m, rs in by_model.items()
+    }
+    plot_curves(panels, DOCS / f"{opts.name}.png", "Learning-rate sweep", "lr")
+    write_results(opts.name, report, "\n".join(lines) + "\n")
+
+
+def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
+    models = {r["model"]: r for r in runs}
+    baselines = {m: r for m, r in models.items() if m != "metriplector"}
+    strongest = min(baselines, key=lambda m: baselines[m]["final_bpb"]) if baselines else None
+    report = {
+        **provenance(),
+        "name": opts.name,
+        "val_windows": opts.val_windows,
+        "models": models,
+        "strongest_baseline": strongest,
+    }
+    lines = [
+        "# Language-model benchmark: the Metriplector LM against the baselines",
+        "",
+        f"{run_line(report)}. Corpus `../shared/data/english` (train / val splits); every model "
+        "sees the same batches in the same order, OneCycle over the run at its peak learning "
+        f"rate; validation on {opts.val_windows} fixed windows of 256 bytes.",
+        "",
+        f"![validation bits/byte against training bytes]({opts.name}.png)",
+        "",
+        "| model | parameters | peak lr | training bytes | final val bits/byte | run time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for m, r in models.items():
         lines.append(
-            f"| {name} | {r['parameters']:,} | {r['bytes']:,} | {r['final_bpb']:.3f} | "
-            f"{r['train_bytes_per_s']:.0f} | {r['generate_short']:.0f} | {r['generate_long']:.0f} |"
+            f"| {LABELS[m]} | {r['parameters']:,} | {r['lr']:g} | {r['bytes']:,} | "
+            f"{r['final_bpb']:.3f} | {r['train_seconds']:.0f} |"
         )
-    reach = report["metriplector_bytes_to_gpt_final"]
-    lines += [
-        "",
-        f"Generation: batch 1, after {report['short_context']} (short) and "
-        f"{report['long_context']} (long) bytes of context. The GPT's context window is 256 "
-        "bytes; beyond it, it recomputes the window for every byte.",
-        "",
-        "Bytes the Metriplector LM needs to reach the GPT's final validation bits/byte: "
-        + (
-            "not reached"
-            if reach is None
-            else f"{reach:,.0f}, i.e. {reach / models['gpt']['bytes']:.2f} of the GPT's bytes "
-            f"({models['gpt']['bytes'] / reach:.1f}x fewer)."
-        ),
-        "",
-        "| bytes seen | " + " | ".join(models) + " |",
-        "|---:|" + "---:|" * len(models),
-    ]
-    curves = {name: dict(r["curve"]) for name, r in models.items()}
+    if strongest and "metriplector" in models:
+        report["metriplector_bytes_to_final"] = {}
+        lines += ["", f"Strongest baseline: {LABELS[strongest]}. Bytes the Metriplector LM needs "]
+        lines[-1] += "to reach each baseline's final validation bits/byte (linear between "
+        lines[-1] += "evaluations; the first evaluation bounds it from above):"
+        lines.append("")
+        for m, r in baselines.items():
+            reach = bytes_to_reach(models["metriplector"]["curve"], r["final_bpb"])
+            report["metriplector_bytes_to_final"][m] = reach
+            lines.append(
+                f"- {LABELS[m]} ({r['final_bpb']:.3f} after {r['bytes']:,} bytes): "
+                + (
+                    "not reached."
+                    if reach is None
+                    else f"{reach:,.0f}, i.e. **{reach / r['bytes']:.2f}** of its bytes."
+                )
+            )
+    lines += ["", "| bytes seen | " + " | ".join(LABELS[m] for m in models) + " |"]
+    lines.append("|---:|" + "---:|" * len(models))
+    curves = {m: dict(r["curve"]) for m, r in models.items()}
     for b in sorted(set().union(*curves.values())):
-        lines.append(
-            f"| {b:,} | "
-            + " | ".join(f"{curves[n][b]:.3f}" if b in curves[n] else "" for n in models)
-            + " |"
-        )
-    return "\n".join(lines) + "\n"
+        cells = [f"{curves[m][b]:.3f}" if b in curves[m] else "" for m in models]
+        lines.append(f"| {b:,} | " + " | ".join(cells) + " |")
+    lines += ["", "The runs came from:", ""]
+    lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
+    panel = [dict(r, label=f"{LABELS[m]} (lr {r['lr']:g})") for m, r in models.items()]
+    plot_curves({"byte LM, validation": panel}, DOCS / f"{opts.name}.png", "", "label")
+    write_results(opts.name, report, "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--models", nargs="+", default=["metriplector", "gpt", "modern_gpt", "lru"])
     parser.add_argument("--steps", type=int, default=1000, help="training steps (16 x 256 bytes)")
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--val-windows", type=int, default=256)
+    parser.add_argument("--lr", nargs="*", default=[], metavar="MODEL=LR", help="peak lr per model")
+    parser.add_argument("--lr-sweep", nargs="+", type=float, metavar="LR")
+    parser.add_argument("--report-only", action="store_true", help="report the runs in --workdir")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 4096])
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="turns of the training timing (0: none)"
+    )
+    parser.add_argument("--step-before", metavar="REV", help="also time this revision's step")
     parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--short-context", type=int, default=16)
-    parser.add_argument("--long-context", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--name", default="lm", help="results file name in docs/benchmarks/")
+    parser.add_argument("--name", help="results file name in docs/benchmarks/")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "benchmark_lm")
     opts = parser.parse_args()
+    sys.argv[0] = str(Path(sys.argv[0]).resolve())  # the command in reports, after the chdir
     torch.set_num_threads(opts.threads)
-    report = {
-        **provenance(),
-        "name": opts.name,
-        "val_windows": opts.val_windows,
-        "short_context": opts.short_context,
-        "long_context": opts.long_context,
-        "models": {},
-    }
-    for name in CONFIGS:
-        r = train(name, opts)
-        network = r.pop("network")
-        r["final_bpb"] = r["curve"][-1][1]
-        r["train_bytes_per_s"] = r["bytes"] / r["train_seconds"]
-        r["generate_short"] = generation_speed(network, opts.short_context)
-        r["generate_long"] = generation_speed(network, opts.long_context)
-        report["models"][name] = r
-        print(name, {k: v for k, v in r.items() if k != "curve"}, flush=True)
-    gpt_final = report["models"]["gpt"]["final_bpb"]
-    report["metriplector_bytes_to_gpt_final"] = bytes_to_reach(
-        report["models"]["metriplector"]["curve"], gpt_final
-    )
+    opts.name = opts.name or ("lm_speed" if opts.speed else "lm_sweep" if opts.lr_sweep else "lm")
     DOCS.mkdir(parents=True, exist_ok=True)
-    plot(report, DOCS / f"{opts.name}.png")
-    write_results(opts.name, report, markdown(report))
+    if opts.speed:
+        return speed(opts)
+    opts.workdir = opts.workdir.resolve()
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(opts.workdir)  # the configs' checkpoint and prediction folders are relative
+    if not opts.report_only:
+        lrs = dict(item.split("=") for item in opts.lr)
+        for name in opts.models:
+            for lr in opts.lr_sweep or [float(lrs.get(name, config_lr(name)))]:
+                train(name, lr, opts)
+    runs = load_runs(opts)
+    if opts.lr_sweep:
+        sweep_report(opts, [r for r in runs if r["lr"] in opts.lr_sweep])
+    else:
+        lrs = {k: float(v) for k, v in (item.split("=") for item in opts.lr)}
+        chosen = {n: lrs.get(n, config_lr(n)) for n in opts.models}
+        comparison_report(opts, [r for r in runs if r["lr"] == chosen[r["model"]]])
 
 
 if __name__ == "__main__":

@@ -65,6 +65,21 @@ TINY = {
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,
     ],
+    "lm_modern_gpt": [
+        "--model.init_args.network.init_args.block_size=16",
+        "--model.init_args.network.init_args.layers=1",
+        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.width=16",
+        "--model.init_args.max_new_bytes=8",
+        *TINY_TEXT,
+    ],
+    "lm_lru": [
+        "--model.init_args.network.init_args.width=16",
+        "--model.init_args.network.init_args.layers=1",
+        "--model.init_args.network.init_args.states=4",
+        "--model.init_args.max_new_bytes=8",
+        *TINY_TEXT,
+    ],
     "sudoku": [*SUDOKU_NETWORK, *TINY_SUDOKU],
     "sudoku_gpu": [*SUDOKU_NETWORK, *TINY_SUDOKU],
     "sudoku_rrn": [

@@ -69,7 +69,7 @@ def test_scan_and_step_give_the_same_logits():
     logits, reports = model(idx)
     assert logits.shape == (3, 61, 256) and reports == []
     state = model.init_state(3)
-    assert state.shape == (2, 2, 3, 6) and state.dtype == torch.float64
+    assert state.shape == (2, 3, 6, 2) and state.dtype == torch.float64
     stepped = []
     for t in range(idx.shape[1]):
         out, state = model.step(idx[:, t], state)
@@ -115,8 +115,8 @@ def first_block_dynamics(model: MetriplectorLM, idx: torch.Tensor) -> tuple[torc
     """Rest points, steps, ``(Omega, gamma)`` and the modes' ``phi``, ``pi`` after each byte
     ``(B, T, C)`` in the first block, as its forward computes them."""
     block = model.blocks[0]
-    rest, dt = block.configure(model.embedding(idx), torch.float64)
-    frequency, friction = block.constants(torch.float64)
+    rest, dt, frequency, friction = block.configure(model.embedding(idx), torch.float64)
+    assert torch.equal(torch.stack([frequency, friction]), torch.stack(block.constants(rest.dtype)))
     w = linear_recurrence(*exact_map(rest, dt, frequency, friction))
     return rest, dt, frequency, friction, *from_eigen(w, frequency, friction)
 
@@ -218,3 +218,211 @@ def test_gradients_reach_every_parameter():
 def test_default_size():
     model = MetriplectorLM()
     assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 3_000_000
+
+
+# --- options, generation, baselines ------------------------------------------------------------
+
+OPTIONS = {
+    "default": {},
+    "input_friction": {"input_friction": True},
+    "input_frequency": {"input_frequency": True},
+    "selective": {"input_friction": True, "input_frequency": True},
+    "conv": {"conv": 4},
+    "coupling": {"coupling": True},
+    "all": {"input_friction": True, "input_frequency": True, "conv": 3, "coupling": True},
+}
+
+
+def perturbed(**kw) -> MetriplectorLM:
+    """A tiny model whose options all act: random pair angles, heads large enough to move the
+    friction and frequency far from the learned ones."""
+    model = tiny(**kw)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            scale = 2.0 if "pair_angle" in name else 0.2
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def stepped_logits(model, idx: torch.Tensor) -> torch.Tensor:
+    state, out = model.init_state(idx.shape[0]), []
+    for t in range(idx.shape[1]):
+        logits, state = model.step(idx[:, t], state)
+        out.append(logits)
+    return torch.stack(out, 1)
+
+
+def assert_causal(model, idx: torch.Tensor) -> None:
+    logits = model(idx)[0]
+    for t in [0, 7, idx.shape[1] - 2]:
+        changed = idx.clone()
+        changed[:, t + 1] = (changed[:, t + 1] + 1) % 256
+        new = model(changed)[0]
+        assert torch.equal(new[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(new[:, t + 1], logits[:, t + 1])
+
+
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+def test_every_option_steps_as_the_scan_and_is_causal(options):
+    model = perturbed(**options).eval()
+    idx = torch.randint(0, 256, (2, 37), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (stepped_logits(model, idx) - model(idx)[0]).abs().max() <= 1e-5  # float64
+        assert_causal(model, idx)
+
+
+def test_options_change_the_model_and_default_keys_are_kept():
+    keys = {"embedding.weight", "norm.weight", "norm.bias", "head.weight"}
+    block = ["norm1.weight", "norm1.bias", "heads.weight", "heads.bias", "log_frequency"]
+    block += ["log_friction", "proj.weight", "proj.bias", "norm2.weight", "norm2.bias"]
+    block += ["mlp.up.weight", "mlp.down.weight"]
+    keys |= {f"blocks.{i}.{k}" for i in range(2) for k in block}
+    assert set(tiny().state_dict()) == keys  # checkpoints of the default model still load
+    idx = torch.randint(0, 256, (2, 20))
+    reference = perturbed()(idx)[0]
+    for name, options in OPTIONS.items():
+        if name != "default":
+            assert not torch.allclose(perturbed(**options)(idx)[0], reference), name
+    with pytest.raises(ValueError, match="even"):
+        MetriplectorLM(width=8, layers=1, modes=5, coupling=True)
+
+
+def test_coupling_at_zero_angle_is_the_uncoupled_model():
+    plain, coupled = tiny(), tiny(coupling=True)
+    coupled.load_state_dict(plain.state_dict(), strict=False)
+    idx = torch.randint(0, 256, (2, 20))
+    assert torch.allclose(coupled(idx)[0], plain(idx)[0], atol=1e-12)
+
+
+def test_coupled_readout_is_the_core_energy_of_the_rotated_fields():
+    """Fields ``R phi_n`` with stiffness ``K = R omega^2 R^T`` (the core's channel coupling) and
+    source ``R rho_n``: the block reads the core's ``T00``, ``L`` per field in units of ``K_aa``,
+    and their sum over fields is the normal modes' (``H`` is invariant)."""
+    from lit_metriplector.networks.lm import rotate_pairs
+
+    block = perturbed(coupling=True).blocks[0]
+    frequency, friction = block.constants(torch.float64)
+    omega2 = mass2(frequency, friction)
+    phi_n, pi_n, rest_n = torch.randn(3, 4, 6, dtype=torch.float64)
+    rotation = block.rotation(torch.float64)
+    features = block.read(phi_n, pi_n, rest_n, omega2, rotation)
+    eye = torch.eye(6, dtype=torch.float64)
+    rotate = rotate_pairs(eye, *rotation).T  # R, column k = R e_k
+    stiffness = rotate @ torch.diag(omega2) @ rotate.T
+    phi, pi = phi_n @ rotate.T, pi_n @ rotate.T
+    system = System(
+        DenseGraph(1),
+        kappa=torch.zeros(1, 1, dtype=torch.float64),
+        coupling=stiffness,
+        source=_sites((omega2 * rest_n) @ rotate.T),
+    )
+    t00, lagrangian = energy_density(system, phi, pi)
+    diagonal = stiffness.diagonal()
+    expected = torch.cat([t00 / diagonal, lagrangian / diagonal, phi, pi / diagonal.sqrt()], -1)
+    assert torch.allclose(features, expected, atol=1e-12)
+    normal = mode_system(omega2 * rest_n, frequency, friction)
+    assert torch.allclose(t00.sum(-1), energy_density(normal, phi_n, pi_n)[0].sum(-1))
+
+
+def test_modulated_step_is_the_exact_flow_of_its_commuting_generator():
+    """With input friction and frequency, step ``t`` of a mode is the exact flow of ``alpha I +
+    beta A`` around the rest point (``A`` the learned oscillator, ``beta = Omega_t / Omega``,
+    ``alpha = Re lam_t - beta Re lam``), read in the learned oscillator's chart."""
+    model = perturbed(input_friction=True, input_frequency=True)
+    block = model.blocks[0]
+    idx = torch.randint(0, 256, (1, 2))
+    rest, dt, frequency_t, friction_t = block.configure(model.embedding(idx), torch.float64)
+    frequency, friction = block.constants(torch.float64)
+    assert not torch.allclose(frequency_t, frequency.expand_as(frequency_t))
+    a, complement = propagator(dt, frequency_t, friction_t)
+    star = fixed_point(rest, frequency, friction)
+    w = linear_recurrence(a, cmul(complement, star))
+    phi, pi = from_eigen(w, frequency, friction)
+    omega2 = mass2(frequency, friction)
+    oscillator = torch.stack(
+        [
+            torch.stack([torch.zeros_like(omega2), torch.ones_like(omega2)], -1),
+            torch.stack([-omega2, -friction], -1),
+        ],
+        -2,
+    )  # (C, 2, 2)
+    beta = frequency_t[0, 1] / frequency
+    alpha = -0.5 * friction_t[0, 1] + beta * 0.5 * friction
+    generator = (
+        alpha[:, None, None] * torch.eye(2, dtype=torch.float64) + beta[:, None, None] * oscillator
+    )
+    flow = torch.linalg.matrix_exp(dt[0, 1, :, None, None] * generator)
+    offset = torch.stack([phi[0, 0] - rest[0, 1], pi[0, 0]], -1)  # from the rest point of step 1
+    expected = (flow @ offset[..., None])[..., 0] + torch.stack([rest[0, 1], 0 * rest[0, 1]], -1)
+    assert torch.allclose(torch.stack([phi[0, 1], pi[0, 1]], -1), expected, atol=1e-10)
+
+
+def test_modulated_blocks_report_no_diagnostics_others_do():
+    idx = torch.randint(0, 256, (2, 10))
+    assert perturbed(input_friction=True)(idx, diagnostics=True)[1] == []
+    for options in ({"conv": 3}, {"coupling": True}):
+        reports = perturbed(**options)(idx, diagnostics=True)[1]
+        assert len(reports) == 2 and (reports[0].ledger.relative_drift() <= 1e-10).all()
+
+
+def test_conv_generation_state_is_a_window():
+    model = perturbed(conv=4).eval()
+    modes, window = model.init_state(3)
+    assert modes.shape == (2, 3, 6, 2) and window.shape == (2, 3, 3, 16)
+
+
+def test_step_constants_follow_parameter_updates():
+    model = perturbed(coupling=True, input_friction=True).eval()
+    idx = torch.randint(0, 256, (2, 9))
+    with torch.no_grad():
+        stepped_logits(model, idx)  # fills the cache
+        for p in model.parameters():
+            p.mul_(1.1)  # in place, as an optimizer step
+        assert (stepped_logits(model, idx) - model(idx)[0]).abs().max() <= 1e-10
+    logits, _ = model.step(idx[:, 0], model.init_state(2))  # with autograd: no cache
+    logits.sum().backward()
+    assert model.blocks[0].log_frequency.grad is not None
+
+
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+def test_gradients_reach_every_parameter_with_options(options):
+    model = perturbed(tie_weights=False, **options)
+    idx = torch.randint(0, 256, (2, 12))
+    logits, _ = model(idx[:, :-1])
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_linear_recurrent_baseline_steps_as_the_scan_is_causal_and_o1():
+    from lit_metriplector.networks import LinearRecurrentLM
+
+    torch.manual_seed(0)
+    model = LinearRecurrentLM(width=16, layers=2, states=6).double().eval()
+    idx = torch.randint(0, 256, (2, 37))
+    with torch.no_grad():
+        logits, reports = model(idx)
+        assert logits.shape == (2, 37, 256) and reports == []
+        assert (stepped_logits(model, idx) - logits).abs().max() <= 1e-5
+        assert model.init_state(2).shape == (2, 2, 6, 2)
+        assert_causal(model, idx)
+
+
+def test_modern_gpt_steps_as_forward_past_its_window_and_is_causal():
+    from lit_metriplector.networks import ModernGPT
+
+    torch.manual_seed(0)
+    model = ModernGPT(block_size=8, layers=2, heads=2, width=16).double().eval()
+    idx = torch.randint(0, 256, (2, 29))  # past the window: sliding attention
+    with torch.no_grad():
+        logits = model(idx)[0]
+        assert (stepped_logits(model, idx) - logits).abs().max() <= 1e-10
+        assert_causal(model, idx)
+        # within the window, positions only matter relative to each other (rotary)
+        shifted = model._run(idx[:, :8], start=100)[0]
+        assert torch.allclose(shifted, logits[:, :8], atol=1e-10)
+    state = model.init_state(2)
+    for t in range(20):
+        _, state = model.step(idx[:, t], state)
+    assert state.position == 20 and state.layers[0][0].shape[2] == 7  # window - 1 keys

@@ -14,7 +14,7 @@ from lit_metriplector.errors import ConfigError
 from lit_metriplector.metrics import BitsPerByte
 from lit_metriplector.modules.base import count_parameters
 from lit_metriplector.modules.lm import LMTask
-from lit_metriplector.networks import GPT
+from lit_metriplector.networks import GPT, LinearRecurrentLM, ModernGPT
 from lit_metriplector.networks.generate import generate
 from lit_metriplector.networks.lm import MetriplectorLM
 
@@ -29,7 +29,40 @@ def tiny_metriplector() -> MetriplectorLM:
     return MetriplectorLM(width=16, layers=2, modes=8).double().eval()
 
 
-NETWORKS = {"gpt": tiny_gpt, "metriplector": tiny_metriplector}
+def tiny_modern_gpt() -> ModernGPT:
+    torch.manual_seed(0)
+    return ModernGPT(block_size=8, layers=2, heads=2, width=16).double().eval()
+
+
+def tiny_lru() -> LinearRecurrentLM:
+    torch.manual_seed(0)
+    return LinearRecurrentLM(width=16, layers=2, states=8).double().eval()
+
+
+def tiny_metriplector_options() -> MetriplectorLM:
+    torch.manual_seed(0)
+    return (
+        MetriplectorLM(
+            width=16,
+            layers=2,
+            modes=8,
+            input_friction=True,
+            input_frequency=True,
+            conv=3,
+            coupling=True,
+        )
+        .double()
+        .eval()
+    )
+
+
+NETWORKS = {
+    "gpt": tiny_gpt,
+    "metriplector": tiny_metriplector,
+    "metriplector_options": tiny_metriplector_options,
+    "modern_gpt": tiny_modern_gpt,
+    "lru": tiny_lru,
+}
 
 
 def random_bytes(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -37,8 +70,9 @@ def random_bytes(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def greedy_by_forward(network: nn.Module, prompt: torch.Tensor, new: int) -> torch.Tensor:
-    """Greedy continuation that reruns ``forward`` on the (cropped) context for every byte."""
-    block = getattr(network, "block_size", None)
+    """Greedy continuation that reruns ``forward`` on the context for every byte (cropped to
+    ``block_size`` for the GPT, whose positions are absolute)."""
+    block = network.block_size if isinstance(network, GPT) else None
     seq = prompt
     for _ in range(new):
         logits = network(seq if block is None else seq[:, -block:])[0][:, -1]
@@ -130,14 +164,36 @@ def test_prompts_are_utf8_bytes_one_dataloader_each():
         ByteTextDataModule(prompts=[""])
 
 
-def test_gpt_config_matches_the_metriplector_config_in_parameters():
+@pytest.mark.parametrize(
+    ("config", "cls", "tolerance"),
+    [
+        ("lm_gpt", GPT, 0.01),
+        ("lm_modern_gpt", ModernGPT, 0.02),
+        ("lm_lru", LinearRecurrentLM, 0.02),
+    ],
+)
+def test_baseline_configs_match_the_metriplector_config_in_parameters(config, cls, tolerance):
     def network(config: str) -> dict:
         path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
-        return yaml.safe_load(path.read_text())["model"]["init_args"]["network"]["init_args"]
+        spec = yaml.safe_load(path.read_text())["model"]["init_args"]["network"]
+        return spec["class_path"], spec["init_args"]
 
-    metriplector = count_parameters(MetriplectorLM(**network("lm")))
-    gpt = count_parameters(GPT(**network("lm_gpt")))
-    assert abs(gpt - metriplector) < 0.01 * metriplector
+    path, kwargs = network(config)
+    assert path.endswith(cls.__name__)
+    metriplector = count_parameters(MetriplectorLM(**network("lm")[1]))
+    assert metriplector == 1_825_920
+    assert abs(count_parameters(cls(**kwargs)) - metriplector) < tolerance * metriplector
+
+
+def test_modern_gpt_has_no_biases_and_ties_or_unties_its_head():
+    tied, untied = (
+        ModernGPT(width=16, heads=2, layers=1),
+        ModernGPT(width=16, heads=2, layers=1, tie_weights=False),
+    )
+    assert tied.head.weight is tied.token_embedding.weight
+    assert untied.head.weight is not untied.token_embedding.weight
+    assert all(m.bias is None for m in tied.modules() if isinstance(m, nn.Linear))
+    assert all(isinstance(m, nn.RMSNorm) for m in tied.modules() if "Norm" in type(m).__name__)
 
 
 def test_network_vocabulary_must_match_the_data(tmp_path):

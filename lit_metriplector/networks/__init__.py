@@ -4,7 +4,9 @@ from .deepthinking import DeepThinkingNetwork
 from .gpt import GPT
 from .images import ImageMetriplector
 from .lm import MetriplectorLM
+from .lru import LinearRecurrentLM
 from .maze import MazeNetwork
+from .modern_gpt import ModernGPT
 from .rrn import RecurrentRelationalNetwork
 from .sudoku import SudokuNetwork
 from .wrn import DepthwiseTwin, WideResNet
@@ -14,8 +16,10 @@ __all__ = [
     "DepthwiseTwin",
     "GPT",
     "ImageMetriplector",
+    "LinearRecurrentLM",
     "MazeNetwork",
     "MetriplectorLM",
+    "ModernGPT",
     "RecurrentRelationalNetwork",
     "SudokuNetwork",
     "WideResNet",

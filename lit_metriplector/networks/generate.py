@@ -1,5 +1,7 @@
 """Autoregressive sampling for any network with ``init_state(batch_size, device=None,
-dtype=None)`` and ``step(idx, state) -> (logits, state)``: ``MetriplectorLM`` and ``GPT``."""
+dtype=None)`` and ``step(idx, state) -> (logits, state)``: ``MetriplectorLM``,
+``LinearRecurrentLM``, ``GPT`` and ``ModernGPT``. The state is opaque here (a tensor, a tuple or
+a cache object, as the network likes)."""
 
 from __future__ import annotations
 

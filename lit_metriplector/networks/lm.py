@@ -18,24 +18,55 @@ Readout per position and mode: the energy density ``T00`` and Lagrangian ``L`` (
 omega``; a projection back to the width; then a gated MLP. Pre-LayerNorm residual blocks; causal
 by construction.
 
+Options (all off by default; off, the model, its parameters and its ``state_dict`` are as before):
+
+- ``input_friction`` / ``input_frequency``: byte ``t`` also scales each mode's decay rate
+  ``gamma/2`` and frequency ``Omega`` (factors ``softplus``, 1 at zero input), so the eigenvalue of
+  step ``t`` is ``lam_t = -gamma_t/2 + i Omega_t``. The exact scan needs consecutive steps to
+  commute, i.e. share eigenvectors; a mode whose own ``(Omega, gamma)`` changed would change its
+  eigenvectors ``(1, lam)`` and make each step a real 2x2 map, not a complex scalar. So the modes
+  keep the eigenvectors of the learned ``(Omega, gamma)``: the generator of step ``t`` is ``alpha_t
+  + beta_t A`` (``A`` the mode's oscillator, ``beta_t = Omega_t / Omega`` a change of its clock,
+  ``alpha_t`` a relaxation of ``phi`` and ``pi`` alike toward the rest point), exact and scanned
+  as before, read out as the learned oscillator. The core's integrator has no such term, so these
+  blocks report no diagnostics.
+- ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of the heads
+  that drive the modes, as in Mamba; generation keeps the last ``conv - 1`` inputs per layer.
+- ``coupling``: the read-out fields are a learned rotation of pairs of modes (angle per pair, 0
+  at initialisation): fields ``phi = R phi_n``, ``pi = R pi_n`` of normal modes ``phi_n`` that
+  are the scanned modes, i.e. the coupled system with stiffness ``R omega^2 R^T``, friction ``R
+  gamma R^T`` and source ``R rho``; its energy densities (interference of the two modes of a
+  pair) are read per field in units of ``(R omega^2 R^T)_aa``. The rotation is fixed in time, so
+  the normal modes stay independent and the scan exact; ``H``, ``S`` and the work are invariant
+  under it, so diagnostics are those of the normal modes. (The core's skew rotation ``G`` of the
+  momenta does not commute with per-mode steps and is not offered.)
+
 Diagnostics (``forward(idx, diagnostics=True)``) rerun each layer's dynamics through the core's
 exact integrator (``rollout(..., method="exact")``) in float64 and report its ledgers ``H``,
 ``S`` and the work ``W`` of the source switches, so that ``H + S - W`` is conserved to rounding.
+
+Generation (``step``) precomputes the constants of every block once per set of weights (cached
+until a parameter changes, under ``no_grad``), folds the drive gain, step bias and readout
+factors into pre-transposed weights and runs the modes as complex numbers: about 30 kernels per
+layer and byte.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import DynamicsReport, State, rollout
-from ..core.modes import drive_gain, energy_density, exact_map, from_eigen, mass2, mode_system
-from ..core.scan import Complex, cadd, cmul, linear_recurrence
+from ..core.modes import drive_gain, fixed_point, from_eigen, mass2, mode_system, propagator
+from ..core.scan import cmul, linear_recurrence
 from ..core.system import ledger_dtype
 from .gpt import gpt2_init
+
+SOFTPLUS_ONE = math.log(math.expm1(1.0))  # softplus(SOFTPLUS_ONE) = 1
 
 
 class GatedMLP(nn.Module):
@@ -52,11 +83,56 @@ class GatedMLP(nn.Module):
         return self.dropout(self.down(F.silu(gate) * value))
 
 
+class CausalConv(nn.Conv1d):
+    """Depthwise convolution over the last ``kernel`` positions of ``(B, T, D)`` (zeros before
+    the first), and its step: one position ``(B, D)`` from the window of the previous
+    ``kernel - 1`` inputs ``(B, kernel - 1, D)``."""
+
+    def __init__(self, width: int, kernel: int) -> None:
+        super().__init__(width, width, kernel, groups=width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.pad(x.transpose(1, 2), [self.kernel_size[0] - 1, 0])
+        return super().forward(y).transpose(1, 2)
+
+    def step(self, x: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
+        seq = torch.cat([window, x[:, None]], 1)  # (B, kernel, D)
+        return torch.einsum("bkd,dk->bd", seq, self.weight[:, 0]) + self.bias, seq[:, 1:]
+
+
+def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``R x``: modes ``(2k, 2k + 1)`` of ``(..., C)`` rotated by the angle of pair ``k``."""
+    pairs = x.unflatten(-1, (-1, 2))
+    first, second = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack([cos * first - sin * second, sin * first + cos * second], -1)
+    return rotated.flatten(-2)
+
+
+@dataclass
+class StepConstants:
+    """What ``OscillatorBlock.step`` needs of the parameters: the modes' constants in their
+    precision, and the linear maps transposed (``(in, out)``: a batch-1 product is ~30% faster)
+    with the drive gain, the step bias and the readout's fixed factors folded in."""
+
+    frequency: Tensor  # Omega (C,)
+    friction: Tensor  # gamma (C,)
+    eigenvalue: Tensor  # complex (C,): lam = -gamma/2 + i Omega
+    star: Tensor  # complex (C,): w* per unit rest point, 1/2 - i gamma / (4 Omega)
+    chart: Tensor  # complex (C,): pi / omega = Re(2 lam / omega w)
+    omega2: Tensor  # (C,)
+    rotation: tuple[Tensor, Tensor] | None  # (cos, sin) of the pair angles, with coupling
+    heads: tuple[Tensor, Tensor]  # (D, kC) weight, with the rest columns times drive_gain; bias
+    proj: tuple[Tensor, Tensor]  # (4C, D) weight acting on (p^2, q, Re w, p) (see step); bias
+    up: Tensor  # (D, 2H)
+    down: Tensor  # (H, D)
+
+
 class OscillatorBlock(nn.Module):
     """``x + proj(T(modes driven by x))``, then ``x + mlp(x)``, both pre-LayerNorm.
 
     ``forward`` runs a whole sequence ``(B, T, D)`` from rest; ``step`` one position ``(B, D)``
-    from the eigen coordinates ``w`` ``(B, C)`` of the modes.
+    from the eigen coordinates ``w`` (complex, ``(B, C)``) of the modes (and, with ``conv``, the
+    window of its last inputs). Options: see the module docstring.
     """
 
     def __init__(
@@ -69,21 +145,34 @@ class OscillatorBlock(nn.Module):
         timescale_range: tuple[float, float],
         chunk: int,
         dropout: float,
+        input_friction: bool = False,
+        input_frequency: bool = False,
+        conv: int = 0,
+        coupling: bool = False,
     ) -> None:
         super().__init__()
-        self.chunk = chunk
+        if coupling and modes % 2:
+            raise ValueError(f"coupling rotates pairs of modes: modes must be even, got {modes}")
+        if conv < 0:
+            raise ValueError(f"conv must be >= 0, got {conv}")
+        self.chunk, self.modes = chunk, modes
+        self.input_friction, self.input_frequency = input_friction, input_frequency
         self.norm1 = nn.LayerNorm(width)
-        self.heads = nn.Linear(width, 2 * modes)  # source and step per mode
+        self.conv = CausalConv(width, conv) if conv else None
+        # source and step per mode, and the optional modulations of friction and frequency
+        self.heads = nn.Linear(width, (2 + input_friction + input_frequency) * modes)
         # A spread of frequencies and damping times (log-uniform), as in S4D / LRU: each layer
         # sees the past at every scale from the last few bytes to far beyond the context.
         self.log_frequency = nn.Parameter(_log_uniform(modes, *frequency_range))
         self.log_friction = nn.Parameter(math.log(2) - _log_uniform(modes, *timescale_range))
+        self.pair_angle = nn.Parameter(torch.zeros(modes // 2)) if coupling else None
         self.dt_init = dt_init
         self.dt_bias = math.log(math.expm1(dt_init))  # softplus(dt_bias) = dt_init
         self.proj = nn.Linear(4 * modes, width)
         self.norm2 = nn.LayerNorm(width)
         self.mlp = GatedMLP(width, int(mlp_ratio * width), dropout)
         self.dropout = nn.Dropout(dropout)
+        self._cache: tuple[tuple, StepConstants] | None = None
 
     @property
     def frequency(self) -> Tensor:
@@ -93,44 +182,177 @@ class OscillatorBlock(nn.Module):
     def friction(self) -> Tensor:
         return self.log_friction.exp()
 
+    @property
+    def modulated(self) -> bool:
+        """Whether the bytes modulate friction or frequency (no core diagnostics then)."""
+        return self.input_friction or self.input_frequency
+
     def constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(Omega, gamma)`` in the precision of the dynamics."""
         return self.frequency.to(dtype), self.friction.to(dtype)
 
-    def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Rest point ``phi* = rho / omega^2`` and step ``dt = softplus(W x + b)`` per position
-        and mode. The head sets where the source holds each mode (times the mode's
-        ``drive_gain``) rather than the source itself, so every mode moves on the scale of the
-        features whatever its stiffness and memory."""
-        rest, step = self.heads(self.norm1(x)).to(dtype).chunk(2, dim=-1)
-        rest = rest * drive_gain(self.dt_init, *self.constants(dtype))
-        return rest, F.softplus(step + self.dt_bias)
+    def features(self, x: Tensor) -> Tensor:
+        """What drives the modes: ``LayerNorm(x)``, through the causal convolution if any."""
+        h = self.norm1(x)
+        return h if self.conv is None else F.silu(self.conv(h))
 
-    def read(self, w: Complex, rest: Tensor) -> Tensor:
-        """``(T00, L) / omega^2``, ``phi``, ``pi / omega`` per mode: ``(..., 4C)``, each mode in
-        its natural units."""
-        frequency, friction = self.constants(rest.dtype)
-        phi, pi = from_eigen(w, frequency, friction)
-        omega2 = mass2(frequency, friction)
-        system = mode_system(omega2 * rest, frequency, friction)
-        t00, lagrangian = energy_density(system, phi, pi)
-        return torch.cat([t00 / omega2, lagrangian / omega2, phi, pi / omega2.sqrt()], dim=-1)
+    def drive(
+        self, h: Tensor, frequency: Tensor, friction: Tensor, gain: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Rest point ``phi* = rho / omega^2``, step ``dt = softplus(W h + b)`` and the frequency
+        and friction of the step, per position and mode. The head sets where the source holds
+        each mode (times the mode's ``drive_gain``) rather than the source itself, so every mode
+        moves on the scale of the features whatever its stiffness and memory."""
+        heads = self.heads(h).to(frequency.dtype).split(self.modes, dim=-1)
+        rest, dt = heads[0] * gain, F.softplus(heads[1] + self.dt_bias)
+        if self.input_friction:
+            friction = friction * F.softplus(heads[2] + SOFTPLUS_ONE)
+        if self.input_frequency:
+            frequency = frequency * F.softplus(heads[-1] + SOFTPLUS_ONE)
+        return rest, dt, frequency, friction
 
-    def update(self, x: Tensor, w: Complex, rest: Tensor) -> Tensor:
-        x = x + self.dropout(self.proj(self.read(w, rest).to(x.dtype)))
+    def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``drive`` of a whole sequence ``x`` ``(B, T, D)`` in precision ``dtype``."""
+        frequency, friction = self.constants(dtype)
+        gain = drive_gain(self.dt_init, frequency, friction)
+        return self.drive(self.features(x), frequency, friction, gain)
+
+    def rotation(self, dtype: torch.dtype) -> tuple[Tensor, Tensor] | None:
+        """``(cos, sin)`` of the pair angles with coupling, else None."""
+        if self.pair_angle is None:
+            return None
+        angle = self.pair_angle.to(dtype)
+        return angle.cos(), angle.sin()
+
+    def read(
+        self,
+        phi: Tensor,
+        pi: Tensor,
+        rest: Tensor,
+        omega2: Tensor,
+        rotation: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """``(T00, L) / omega^2``, ``phi``, ``pi / omega`` per field: ``(..., 4C)``, each field
+        in its natural units. ``T00 = pi^2/2 + V``, ``L = pi^2/2 - V`` with the core's potential
+        ``V = omega^2 phi^2/2 - rho phi`` (``rho = omega^2 rest``: ``energy_density`` of the
+        one-site ``mode_system``). With coupling (``rotation``), the fields are the rotated
+        modes, ``V_a = phi_a (K phi)_a / 2 - rho_a phi_a`` with ``K = R omega^2 R^T``, in units
+        of ``K_aa``."""
+        if rotation is None:
+            kinetic = 0.5 * pi**2 / omega2
+            potential = phi * (0.5 * phi - rest)
+            momentum = pi / omega2.sqrt()
+            return torch.cat([kinetic + potential, kinetic - potential, phi, momentum], -1)
+        stiffness = rotate_pairs(omega2 * phi, *rotation)  # K phi
+        source = rotate_pairs(omega2 * rest, *rotation)  # rho
+        phi, pi = rotate_pairs(phi, *rotation), rotate_pairs(pi, *rotation)
+        diagonal = _pair_diagonal(omega2, *rotation)  # K_aa
+        kinetic = 0.5 * pi**2 / diagonal
+        potential = (0.5 * stiffness - source) * phi / diagonal
+        return torch.cat([kinetic + potential, kinetic - potential, phi, pi / diagonal.sqrt()], -1)
+
+    def update(self, x: Tensor, features: Tensor) -> Tensor:
+        x = x + self.dropout(self.proj(features.to(x.dtype)))
         return x + self.mlp(self.norm2(x))
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, DynamicsReport | None]:
-        rest, dt = self.configure(x, ledger_dtype(x.dtype))  # float32 dynamics under autocast
-        w = linear_recurrence(*exact_map(rest, dt, *self.constants(rest.dtype)), self.chunk)
-        report = self.report(rest, dt) if diagnostics else None
-        return self.update(x, w, rest), report
+        dtype = ledger_dtype(x.dtype)  # float32 dynamics under autocast
+        frequency, friction = self.constants(dtype)
+        rest, dt, frequency_t, friction_t = self.configure(x, dtype)
+        a, complement = propagator(dt, frequency_t, friction_t)
+        star = fixed_point(rest, frequency, friction)  # of the learned oscillator, see above
+        w = linear_recurrence(a, cmul(complement, star), self.chunk)
+        phi, pi = from_eigen(w, frequency, friction)
+        features = self.read(phi, pi, rest, mass2(frequency, friction), self.rotation(dtype))
+        report = self.report(rest, dt) if diagnostics and not self.modulated else None
+        return self.update(x, features), report
 
-    def step(self, x: Tensor, w: Complex) -> tuple[Tensor, Complex]:
-        rest, dt = self.configure(x, w[0].dtype)
-        a, b = exact_map(rest, dt, *self.constants(rest.dtype))
-        w = cadd(cmul(a, w), b)
-        return self.update(x, w, rest), w
+    # --- generation ---------------------------------------------------------------------------
+
+    def step_constants(self, dtype: torch.dtype) -> StepConstants:
+        """The parameters' share of ``step`` for modes in precision ``dtype``, computed once and
+        kept while no parameter changes (under ``no_grad``; with autograd on they are recomputed,
+        so that gradients reach the parameters)."""
+        params = [self.log_frequency, self.log_friction, self.pair_angle, self.heads.weight]
+        params += [self.heads.bias, self.proj.weight, self.proj.bias, self.mlp.up.weight]
+        params += [self.mlp.down.weight]
+        key = (dtype, *((p.data_ptr(), p._version) for p in params if p is not None))
+        cache = not torch.is_grad_enabled()
+        if cache and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        frequency, friction = self.constants(dtype)
+        omega2 = mass2(frequency, friction)
+        eigenvalue = torch.complex(-0.5 * friction, frequency)
+        weight, bias = self.heads.weight, self.heads.bias
+        gain = drive_gain(self.dt_init, frequency, friction).to(weight.dtype)
+        scale = torch.ones(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        scale = torch.cat([gain, scale[self.modes :]])
+        shift = torch.full_like(bias, SOFTPLUS_ONE)
+        shift[: self.modes], shift[self.modes : 2 * self.modes] = 0, self.dt_bias
+        proj = self.proj.weight
+        rotation = self.rotation(dtype)
+        if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, Re w, p), see step
+            energy, lagrangian, phi, momentum = proj.split(self.modes, dim=1)
+            proj = torch.cat(
+                [0.5 * (energy + lagrangian), 2 * (energy - lagrangian), 2 * phi, momentum], 1
+            )
+        constants = StepConstants(
+            frequency=frequency,
+            friction=friction,
+            eigenvalue=eigenvalue,
+            star=torch.complex(0.5 * torch.ones_like(frequency), -0.25 * friction / frequency),
+            chart=2 * eigenvalue / omega2.sqrt(),
+            omega2=omega2,
+            rotation=rotation,
+            heads=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
+            proj=(proj.T.contiguous(), self.proj.bias),
+            up=self.mlp.up.weight.T.contiguous(),
+            down=self.mlp.down.weight.T.contiguous(),
+        )
+        if cache:
+            self._cache = (key, constants)
+        return constants
+
+    def step(
+        self, x: Tensor, w: Tensor, window: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One byte: the block's output ``(B, D)``, the modes ``w`` after it (complex ``(B,
+        C)``) and the convolution's window (None without ``conv``).
+
+        The same dynamics and readout as ``forward``, in fewer and larger operations: ``w <- w*
+        + a (w - w*)`` with ``a = exp(lam dt)``; with ``phi = 2 Re w``, ``p = pi / omega``, ``q
+        = Re w (Re w - rest)``, the features ``(T00, L) / omega^2 = p^2/2 +- 2 q`` and ``phi``
+        are linear in ``(p^2, q, Re w)``, so the projection acts on those."""
+        c = self.step_constants(w.real.dtype)
+        norm1, norm2, modes = self.norm1, self.norm2, self.modes
+        h = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
+        if self.conv is not None:
+            h, window = self.conv.step(h, window)
+            h = F.silu(h)
+        heads = torch.addmm(c.heads[1], h, c.heads[0]).to(c.frequency.dtype)
+        rest, dt = heads[:, :modes], F.softplus(heads[:, modes : 2 * modes])
+        if self.modulated:
+            friction, frequency, k = c.friction, c.frequency, 2 * modes
+            if self.input_friction:
+                friction, k = friction * F.softplus(heads[:, k : k + modes]), k + modes
+            if self.input_frequency:
+                frequency = frequency * F.softplus(heads[:, k:])
+            a = torch.exp(dt * torch.complex(-0.5 * friction, frequency))
+        else:
+            a = torch.exp(dt * c.eigenvalue)
+        star = rest * c.star
+        w = star + a * (w - star)
+        real, p = w.real, (w * c.chart).real
+        if c.rotation is None:
+            features = torch.cat([p * p, real * (real - rest), real, p], -1)
+        else:
+            features = self.read(2 * real, p * c.omega2.sqrt(), rest, c.omega2, c.rotation)
+        y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
+        x = x + F.dropout(y, self.dropout.p, self.training)
+        h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
+        gate, value = (h @ c.up).chunk(2, dim=-1)
+        y = (F.silu(gate) * value) @ c.down
+        return x + F.dropout(y, self.dropout.p, self.training), w, window
 
     @torch.no_grad()
     def report(self, rest: Tensor, dt: Tensor) -> DynamicsReport:
@@ -161,11 +383,20 @@ def _log_uniform(n: int, low: float, high: float) -> Tensor:
     return torch.empty(n).uniform_(math.log(low), math.log(high))
 
 
+def _pair_diagonal(omega2: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Diagonal of ``R diag(omega2) R^T`` for pair rotations ``R``."""
+    pairs = omega2.unflatten(-1, (-1, 2))
+    first, second = pairs[..., 0], pairs[..., 1]
+    c2, s2 = cos**2, sin**2
+    return torch.stack([c2 * first + s2 * second, s2 * first + c2 * second], -1).flatten(-2)
+
+
 class MetriplectorLM(nn.Module):
     """Next-byte logits ``(B, T, vocab_size)`` for byte sequences ``(B, T)``, any ``T``.
 
-    Generation (``init_state`` / ``step``) carries each layer's modes, ``(layers, 2, B, modes)``
-    (real and imaginary part of their eigen coordinates): O(1) per byte, no cache that grows.
+    Generation (``init_state`` / ``step``) carries each layer's modes, ``(layers, B, modes, 2)``
+    (real and imaginary part of their eigen coordinates) and, with ``conv``, the last ``conv - 1``
+    inputs of each layer's convolution: O(1) per byte, no cache that grows.
 
     Args:
         vocab_size: number of distinct tokens (256 for bytes).
@@ -182,6 +413,10 @@ class MetriplectorLM(nn.Module):
         chunk: steps per chunk of the parallel scan (speed only; results are the same).
         dropout: dropout on the embeddings and the residual branches.
         tie_weights: share the embedding with the output layer.
+        input_friction: each byte also scales each mode's decay rate (see the module docstring).
+        input_frequency: each byte also scales each mode's frequency (idem).
+        conv: kernel of a causal depthwise convolution in front of the modes (0: none).
+        coupling: read the modes out through a learned rotation of pairs (``modes`` even).
     """
 
     def __init__(
@@ -197,9 +432,13 @@ class MetriplectorLM(nn.Module):
         chunk: int = 16,
         dropout: float = 0.0,
         tie_weights: bool = True,
+        input_friction: bool = False,
+        input_frequency: bool = False,
+        conv: int = 0,
+        coupling: bool = False,
     ) -> None:
         super().__init__()
-        self.modes, self.vocab_size = modes, vocab_size
+        self.modes, self.vocab_size, self.conv = modes, vocab_size, conv
         self.embedding = nn.Embedding(vocab_size, width)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -212,6 +451,10 @@ class MetriplectorLM(nn.Module):
                 timescale_range,
                 chunk,
                 dropout,
+                input_friction=input_friction,
+                input_frequency=input_frequency,
+                conv=conv,
+                coupling=coupling,
             )
             for _ in range(layers)
         )
@@ -221,10 +464,12 @@ class MetriplectorLM(nn.Module):
         gpt2_init(self, residual, layers)
         if tie_weights:
             self.head.weight = self.embedding.weight
+        self._head: tuple[tuple, Tensor] | None = None
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Logits ``(B, T, vocab_size)`` of bytes ``x`` ``(B, T)`` and, if asked, one
-        ``DynamicsReport`` per block."""
+        ``DynamicsReport`` per block (none for blocks with ``input_friction`` or
+        ``input_frequency``, whose dynamics the core's integrator does not run)."""
         x = self.dropout(self.embedding(x))
         reports = []
         for block in self.blocks:
@@ -238,17 +483,45 @@ class MetriplectorLM(nn.Module):
         batch_size: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        """Every mode at rest: ``(layers, 2, batch_size, modes)`` zeros."""
-        dtype = dtype or ledger_dtype(self.head.weight.dtype)
-        device = device or self.head.weight.device
-        return torch.zeros(len(self.blocks), 2, batch_size, self.modes, device=device, dtype=dtype)
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Every mode at rest: ``(layers, batch_size, modes, 2)`` zeros in the precision of the
+        dynamics (``dtype``: float32 or float64); with ``conv``, also the empty windows
+        ``(layers, batch_size, conv - 1, width)`` in the parameters' precision."""
+        weight = self.head.weight
+        dtype = dtype or ledger_dtype(weight.dtype)
+        device = device or weight.device
+        shape = (len(self.blocks), batch_size, self.modes, 2)
+        modes = torch.zeros(shape, device=device, dtype=dtype)
+        if not self.conv:
+            return modes
+        shape = (len(self.blocks), batch_size, self.conv - 1, weight.shape[1])
+        return modes, torch.zeros(shape, device=device, dtype=weight.dtype)
 
-    def step(self, idx: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def step(
+        self, idx: Tensor, state: Tensor | tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
         """Logits ``(B, vocab_size)`` of the byte after ``idx`` ``(B,)``, and the next state."""
-        x = self.dropout(self.embedding(idx))
-        modes = []
-        for block, w in zip(self.blocks, state, strict=True):
-            x, w = block.step(x, (w[0], w[1]))
-            modes.append(torch.stack(w))
-        return self.head(self.norm(x)), torch.stack(modes)
+        modes, windows = state if self.conv else (state, None)
+        x = F.dropout(F.embedding(idx, self.embedding.weight), self.dropout.p, self.training)
+        w = torch.view_as_complex(modes)
+        new_modes, new_windows = [], []
+        for i, block in enumerate(self.blocks):
+            x, w_i, window = block.step(x, w[i], None if windows is None else windows[i])
+            new_modes.append(w_i)
+            new_windows.append(window)
+        modes = torch.view_as_real(torch.stack(new_modes))
+        norm = self.norm
+        x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        logits = x @ self.head_transposed()
+        return logits, modes if windows is None else (modes, torch.stack(new_windows))
+
+    def head_transposed(self) -> Tensor:
+        """The output layer's weight as ``(width, vocab)``, kept while it does not change (under
+        ``no_grad``)."""
+        weight = self.head.weight
+        key = (weight.data_ptr(), weight._version)
+        if torch.is_grad_enabled():
+            return weight.T
+        if self._head is None or self._head[0] != key:
+            self._head = (key, weight.T.contiguous())
+        return self._head[1]
