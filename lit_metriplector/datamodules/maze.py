@@ -134,12 +134,3 @@ class MazeDataModule(ResumableDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.train_sampler(PermutationSampler, self.train_set))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d) for d in self.test_sets]
-
-    def predict_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d) for d in self.predict_sets]

@@ -195,6 +195,17 @@ class ResumableDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
+    # Evaluation loaders over what ``setup`` stores in ``val_set``, ``test_sets`` and
+    # ``predict_sets`` (one loader per test or prediction set: their batches cannot mix sizes).
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d) for d in self.test_sets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [self._loader(d) for d in self.predict_sets]
+
     def _batches_trained(self) -> int | None:
         """Training batches run so far, those before the checkpoint included; None when no
         trainer is fitting."""
