@@ -8,6 +8,7 @@ readable line on stderr and exit status 1; ``LIT_METRIPLECTOR_DEBUG=1`` shows th
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import lightning as L
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
@@ -28,9 +30,9 @@ Metriplector for PyTorch Lightning: the input configures a physical system and i
 dynamics is the computation.
 
 Tasks (--model): MazeTask, LMTask, SudokuTask, ClassificationTask; networks in
-lit_metriplector.networks. Shipped configs (configs/ in the repository): maze.yaml, lm.yaml,
-lm_gpt.yaml, sudoku.yaml, sudoku_rrn.yaml, fashion_mnist.yaml, cifar10.yaml, cifar100.yaml
-and their baselines; trainer overlays in configs/trainer/ (bf16, ddp, debug).
+lit_metriplector.networks. Shipped configs (configs/ in the repository): maze.yaml, lm.yaml, lm_gpt.yaml,
+lm_modern_gpt.yaml, lm_lru.yaml, sudoku.yaml, sudoku_rrn.yaml, fashion_mnist.yaml, cifar10.yaml,
+cifar100.yaml and their baselines; trainer overlays in configs/trainer/ (bf16, ddp, debug).
 
   lit-metriplector fit --config configs/maze.yaml
   lit-metriplector test --config configs/maze.yaml --ckpt_path last
@@ -40,6 +42,10 @@ Each config writes checkpoints to runs/<task>/checkpoints/ (last.ckpt is the lat
 """
 # --ckpt_path values Lightning resolves itself
 SPECIAL_CHECKPOINTS = ("last", "best", "hpc", "registry")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines (commands, lists) kept as written."""
 
 
 def _test_names(data: L.LightningDataModule) -> list[str] | None:
@@ -157,7 +163,11 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
             subclass_mode_data=True,
             seed_everything_default=DEFAULT_SEED,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"prog": "lit-metriplector", "description": DESCRIPTION},
+            parser_kwargs={
+                "prog": "lit-metriplector",
+                "description": DESCRIPTION,
+                "formatter_class": HelpFormatter,
+            },
             args=args,
         )
     except Exception as error:

@@ -112,7 +112,10 @@ def test_help_names_the_program(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
-    assert "lit-metriplector" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lit-metriplector" in out
+    # says what the tool is, its tasks and shipped configs, not only Lightning's generic text
+    assert "physical system" in out and "MazeTask" in out and "configs/maze.yaml" in out
 
 
 @pytest.mark.parametrize("config", TASK_CONFIGS, ids=lambda p: p.stem)
