@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.mazes import Algorithm, GeneratedMazes, StoredMazes, read_mazes
 from ..errors import ConfigError
-from .sampling import PermutationSampler, ResumableDataModule
+from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 
 
 class MazeDataModule(ResumableDataModule):
@@ -65,18 +65,15 @@ class MazeDataModule(ResumableDataModule):
         for name, value in cells.items():
             if value < 2:  # start and goal are two distinct cells
                 raise ConfigError(f"{name} must be >= 2, got {value}")
-        counts = {
-            "train_size": train_size,
-            "val_size": val_size,
-            "test_size": test_size,
-            "predict_size": predict_size,
-            "batch_size": batch_size,
-        }
-        for name, value in counts.items():
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+        require_at_least(
+            1,
+            train_size=train_size,
+            val_size=val_size,
+            test_size=test_size,
+            predict_size=predict_size,
+            batch_size=batch_size,
+        )
+        require_at_least(0, num_workers=num_workers)
         if algorithm not in get_args(Algorithm):
             raise ConfigError(f"algorithm must be one of {get_args(Algorithm)}, got {algorithm!r}")
         # Validate files now rather than after a long fit (setup reads them again).

@@ -18,8 +18,17 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from ..errors import ConfigError
+
 # Random indices are drawn this many at a time, from a generator seeded by the block's index.
 INDEX_BLOCK = 4096
+
+
+def require_at_least(low: int, **values: int | None) -> None:
+    """One clear error for the first setting below ``low`` (``None``: unset, allowed)."""
+    for name, value in values.items():
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}")
 
 
 class ResumableSampler(DistributedSampler):

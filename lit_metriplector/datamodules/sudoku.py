@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.sudoku import SudokuDataset, augment, generate, load_or_generate, read_puzzles
 from ..errors import ConfigError, MissingFileError
-from .sampling import PermutationSampler, ResumableDataModule
+from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 
 _SPEC = re.compile(r"^(\d+)(?:-(\d+))?(:minimal)?$")
 # Seed offsets of the generated splits (a test set of a given spec is the same in any list).
@@ -159,18 +159,15 @@ class SudokuDataModule(ResumableDataModule):
         generate_workers: int = 0,
     ) -> None:
         super().__init__()
-        counts = {
-            "train_size": train_size,
-            "val_size": val_size,
-            "test_size": test_size,
-            "predict_size": predict_size,
-            "batch_size": batch_size,
-        }
-        for name, value in counts.items():
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if num_workers < 0 or generate_workers < 0:
-            raise ConfigError("num_workers and generate_workers must be >= 0")
+        require_at_least(
+            1,
+            train_size=train_size,
+            val_size=val_size,
+            test_size=test_size,
+            predict_size=predict_size,
+            batch_size=batch_size,
+        )
+        require_at_least(0, num_workers=num_workers, generate_workers=generate_workers)
         for name, givens in (("train_givens", train_givens), ("val_givens", val_givens)):
             low, high = givens
             if not 17 <= low <= high <= 81:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..datasets.text import ByteWindows, check_spans, eval_offsets, find_corpus, split_spans
 from ..errors import ConfigError
-from .sampling import ReplacementSampler, ResumableDataModule
+from .sampling import ReplacementSampler, ResumableDataModule, require_at_least
 
 log = logging.getLogger("lit_metriplector")
 
@@ -75,17 +75,15 @@ class ByteTextDataModule(ResumableDataModule):
         prompts: list[str] | None = None,
     ) -> None:
         super().__init__()
-        minimums = {
-            "seq_len": (seq_len, 1),
-            "batch_size": (batch_size, 1),
-            "num_workers": (num_workers, 0),
-            "samples_per_epoch": (samples_per_epoch, 1),
-            "val_windows": (val_windows, 1),
-            "test_windows": (test_windows, 1),
-        }
-        for name, (value, low) in minimums.items():
-            if value is not None and value < low:
-                raise ConfigError(f"{name} must be >= {low}, got {value}")
+        require_at_least(
+            1,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            samples_per_epoch=samples_per_epoch,
+            val_windows=val_windows,
+            test_windows=test_windows,
+        )
+        require_at_least(0, num_workers=num_workers)
         for name, value in {"val_fraction": val_fraction, "test_fraction": test_fraction}.items():
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")

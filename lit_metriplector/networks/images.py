@@ -66,6 +66,14 @@ from ..core.layer import stable_dt
 Integrator = Literal["euler", "strang"]
 
 
+@torch.no_grad()
+def _ledger(system: System, states: list[tuple[Tensor, Tensor | None, Tensor]]) -> Diagnostics:
+    """The per-step ledgers of a fused rollout from its recorded ``(phi, pi, s)`` states."""
+    h = torch.stack([system.hamiltonian(phi, pi) for phi, pi, _ in states])
+    entropy = torch.stack([system.entropy(s) for _, _, s in states])
+    return Diagnostics(h, h + system.temperature * entropy, entropy, torch.zeros_like(h))
+
+
 class _Asinh(torch.autograd.Function):
     """``asinh`` as ``sign(x) log1p(a + a^2 / (1 + sqrt(1 + a^2)))``, ``a = |x|``: exact to
     rounding (no cancellation near 0, no overflow below ``|x| ~ 1e38``), computed in place,
@@ -548,14 +556,7 @@ class GridLayer(MetriplectorLayer):
                 states.append((new_phi, new_pi, s))
             phi, pi = new_phi, new_pi
         final = State(phi, pi, s)
-        if not diagnostics:
-            return final, None
-        with torch.no_grad():
-            system = c.system()
-            h = torch.stack([system.hamiltonian(f, m) for f, m, _ in states])
-            entropy = torch.stack([system.entropy(e) for _, _, e in states])
-            ledger = Diagnostics(h, h + system.temperature * entropy, entropy, torch.zeros_like(h))
-        return final, ledger
+        return final, (_ledger(c.system(), states) if diagnostics else None)
 
     # --- the fused strang rollout --------------------------------------------------------------
 
@@ -631,14 +632,7 @@ class GridLayer(MetriplectorLayer):
             if diagnostics:
                 states.append((phi.detach(), None if pi is None else pi.detach(), s))
         final = State(phi, pi, s)
-        if not diagnostics:
-            return final, None
-        with torch.no_grad():
-            system = c.system()
-            h = torch.stack([system.hamiltonian(f, m) for f, m, _ in states])
-            entropy = torch.stack([system.entropy(e) for _, _, e in states])
-            ledger = Diagnostics(h, h + system.temperature * entropy, entropy, torch.zeros_like(h))
-        return final, ledger
+        return final, (_ledger(c.system(), states) if diagnostics else None)
 
     # --- the readout ---------------------------------------------------------------------------
 
