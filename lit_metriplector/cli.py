@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 import lightning as L
+import torch
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -177,3 +178,13 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
             raise
         print(f"lit-metriplector: error: {project}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Lightning's DDP leaves the process group open; at interpreter exit gloo's worker threads
+    may still hold tensors, and tearing them down then aborts the process ("terminate called
+    without an active exception", exit -6, seen on CI after a successful DDP fit + test)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -135,6 +135,27 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in done.stderr + done.stdout
 
 
+def test_the_cli_closes_the_process_group_it_opened(tmp_path, monkeypatch):
+    # An open gloo group at interpreter exit can abort the process after a good run (exit -6).
+    from lit_metriplector.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MASTER_PORT", "29517")
+    cli = main(
+        ["fit", "--config", str(ROOT / "configs" / "maze.yaml")]
+        + ["--config", str(ROOT / "configs" / "trainer" / "ddp.yaml")]
+        + ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=1"]
+        + ["--trainer.logger=false", "--trainer.enable_progress_bar=false"]
+        + ["--trainer.limit_val_batches=0", "--test_after_fit=false"]
+        + ["--model.init_args.network.init_args.features=8"]
+        + ["--model.init_args.network.init_args.fields=1"]
+        + ["--data.init_args.train_cells=3", "--data.init_args.train_size=8"]
+        + ["--data.init_args.batch_size=4"]
+    )
+    assert cli.trainer.world_size == 1 and cli.trainer.global_step == 1
+    assert not torch.distributed.is_initialized()
+
+
 class ChainTask(MetriplectorTask):
     """A user's own task: regress a per-site target on a chain with the full branch."""
 
