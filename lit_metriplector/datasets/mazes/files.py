@@ -219,5 +219,3 @@ def write_mazes_npz(
         arrays["path"] = np.stack(marks).astype(np.uint8)
     with atomic_write(path) as f:
         np.savez_compressed(f, **arrays)
-
-

@@ -21,7 +21,6 @@ Algorithm = Literal["dfs", "kruskal", "wilson"]
 Site = tuple[int, int]
 
 
-
 class Channel(IntEnum):
     """Channels of an encoded maze: open sites, the start (one-hot), the goal (one-hot)."""
 
