@@ -97,6 +97,8 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         f"--model.init_args.lr_scheduler.init_args.max_lr={lr}",
         f"--data.init_args.path={opts.corpus}",
         f"--data.init_args.val_windows={opts.val_windows}",
+        f"--data.init_args.test_windows={opts.test_windows}",
+        f"--test_after_fit={opts.test_windows > 0}",
         f"--trainer.max_steps={opts.steps}",
         f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
         f"--trainer.val_check_interval={opts.val_every}",
@@ -125,6 +127,7 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         "train_seconds": seconds,
         "curve": curve,
         "final_bpb": curve[-1][1],
+        "test_bpb": float(fit.trainer.callback_metrics["test/bpb"]) if opts.test_windows else None,
         "command": command(),
     }
     run_file(opts, name, lr).write_text(json.dumps(result, indent=1) + "\n")
@@ -442,6 +445,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="training steps (16 x 256 bytes)")
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--val-windows", type=int, default=256)
+    parser.add_argument(
+        "--test-windows", type=int, default=0, help="test windows after training (0: no test)"
+    )
     parser.add_argument("--lr", nargs="*", default=[], metavar="MODEL=LR", help="peak lr per model")
     parser.add_argument("--lr-sweep", nargs="+", type=float, metavar="LR")
     parser.add_argument("--report-only", action="store_true", help="report the runs in --workdir")
