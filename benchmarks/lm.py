@@ -20,6 +20,10 @@ Three modes, each writing ``docs/benchmarks/<name>.json``, ``.md`` and (training
   and long contexts, the models interleaved in one process so that a shared CPU's load hits all
   alike; ``--step-before REV`` adds the Metriplector ``step`` of git revision ``REV``.
 
+``--ablation`` (name ``lm_ablation``) reports ``--models`` as changes stacked on the Metriplector
+LM, each against the row it extends: ``metriplector+conv``, ``metriplector+conv+input``, ... (see
+``FEATURES``).
+
 Every run keeps its result in ``--workdir`` (``<model>_lr<lr>_<steps>.json``); ``--report-only``
 rebuilds a report from the runs there, so runs may be split over processes::
 
@@ -69,13 +73,35 @@ LABELS = {
     "modern_gpt_untied": "modern GPT, untied head",
     "lru": "LRU (no physics)",
 }
+# Changes to the Metriplector LM, stacked on ``metriplector`` as ``metriplector+conv+input``;
+# "input" trims the MLP (hidden 384 -> 256) to pay for its larger heads: parameters stay within 1%.
+FEATURES: dict[str, tuple[str, list[str]]] = {
+    "conv": ("4-byte causal convolution", [f"{NET}conv=4"]),
+    "input": (
+        "input-dependent frictions and frequencies",
+        [f"{NET}input_friction=true", f"{NET}input_frequency=true", f"{NET}mlp_ratio=1.3334"],
+    ),
+    "coupling": ("rotation coupling pairs of modes", [f"{NET}coupling=true"]),
+}
 BATCH = (16, 256)  # the configs' batch_size and seq_len
+
+
+def config_of(name: str) -> tuple[str, list[str]]:
+    """Config file and overrides of a model name (a baseline, or the Metriplector + features)."""
+    base, *features = name.split("+")
+    config, extra = CONFIGS[base]
+    return config, extra + [arg for f in features for arg in FEATURES[f][1]]
+
+
+def label(name: str) -> str:
+    base, *features = name.split("+")
+    return " + ".join([LABELS[base], *(FEATURES[f][0] for f in features)])
 
 
 def config_lr(name: str) -> float:
     import yaml
 
-    config = yaml.safe_load((ROOT / "configs" / CONFIGS[name][0]).read_text())
+    config = yaml.safe_load((ROOT / "configs" / config_of(name)[0]).read_text())
     return float(config["model"]["init_args"]["optimizer"]["init_args"]["lr"])
 
 
@@ -86,7 +112,7 @@ def run_file(opts: argparse.Namespace, name: str, lr: float) -> Path:
 def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
     """Train ``name`` at peak learning rate ``lr`` for ``opts.steps`` steps; the result is also
     kept in ``opts.workdir``."""
-    config, extra = CONFIGS[name]
+    config, extra = config_of(name)
     tag = f"{name}_lr{lr:g}"
     args = [
         "fit",
@@ -97,7 +123,7 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         f"--model.init_args.lr_scheduler.init_args.max_lr={lr}",
         f"--data.init_args.path={opts.corpus}",
         f"--data.init_args.val_windows={opts.val_windows}",
-        f"--data.init_args.test_windows={opts.test_windows}",
+        f"--data.init_args.test_windows={opts.test_windows or 1}",  # >= 1; 0 means no test
         f"--test_after_fit={opts.test_windows > 0}",
         f"--trainer.max_steps={opts.steps}",
         f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
@@ -148,7 +174,7 @@ def build(name: str) -> torch.nn.Module:
     """The network of a model's config (untrained; speed does not depend on the weights)."""
     import yaml
 
-    config, extra = CONFIGS[name]
+    config, extra = config_of(name)
     network = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
     network = network["network"]
     kwargs = dict(network.get("init_args", {}))
@@ -288,8 +314,8 @@ def speed_markdown(report: dict) -> str:
             f"{train_rate / ref:.2f}" if train_rate and ref else "",
         ]
         cells += [f"{r[f'generate_{c}']:.0f}" if f"generate_{c}" in r else "—" for c in contexts]
-        label = LABELS.get(n, f"Metriplector LM, `step` of {report.get('step_before')}")
-        lines.append(f"| {label} | {r['parameters']:,} | " + " | ".join(cells) + " |")
+        name = LABELS.get(n, f"Metriplector LM, `step` of {report.get('step_before')}")
+        lines.append(f"| {name} | {r['parameters']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -364,15 +390,15 @@ def sweep_report(opts: argparse.Namespace, runs: list[dict]) -> None:
                 value = f"{rs[lr]['final_bpb']:.3f}"
                 cells.append(f"**{value}**" if lr == best else value)
         parameters = next(iter(rs.values()))["parameters"]
-        lines.append(f"| {LABELS[m]} | {parameters:,} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(m)} | {parameters:,} | " + " | ".join(cells) + " |")
     lines += ["", "Run times (s, including validation; runs shared the CPU):", ""]
     for m, rs in by_model.items():
         times = ", ".join(f"lr {lr:g}: {r['train_seconds']:.0f}" for lr, r in sorted(rs.items()))
-        lines.append(f"- {LABELS[m]}: {times}")
+        lines.append(f"- {label(m)}: {times}")
     lines += ["", "The runs came from:", ""]
     lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
     panels = {
-        LABELS[m]: [dict(r, lr=f"lr {r['lr']:g}") for _, r in sorted(rs.items())]
+        label(m): [dict(r, lr=f"lr {r['lr']:g}") for _, r in sorted(rs.items())]
         for m, rs in by_model.items()
     }
     plot_curves(panels, DOCS / f"{opts.name}.png", "Learning-rate sweep", "lr")
@@ -404,12 +430,12 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
     ]
     for m, r in models.items():
         lines.append(
-            f"| {LABELS[m]} | {r['parameters']:,} | {r['lr']:g} | {r['bytes']:,} | "
+            f"| {label(m)} | {r['parameters']:,} | {r['lr']:g} | {r['bytes']:,} | "
             f"{r['final_bpb']:.3f} | {r['train_seconds']:.0f} |"
         )
     if strongest and "metriplector" in models:
         report["metriplector_bytes_to_final"] = {}
-        lines += ["", f"Strongest baseline: {LABELS[strongest]}. Bytes the Metriplector LM needs "]
+        lines += ["", f"Strongest baseline: {label(strongest)}. Bytes the Metriplector LM needs "]
         lines[-1] += "to reach each baseline's final validation bits/byte (linear between "
         lines[-1] += "evaluations; the first evaluation bounds it from above):"
         lines.append("")
@@ -417,14 +443,14 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
             reach = bytes_to_reach(models["metriplector"]["curve"], r["final_bpb"])
             report["metriplector_bytes_to_final"][m] = reach
             lines.append(
-                f"- {LABELS[m]} ({r['final_bpb']:.3f} after {r['bytes']:,} bytes): "
+                f"- {label(m)} ({r['final_bpb']:.3f} after {r['bytes']:,} bytes): "
                 + (
                     "not reached."
                     if reach is None
                     else f"{reach:,.0f}, i.e. **{reach / r['bytes']:.2f}** of its bytes."
                 )
             )
-    lines += ["", "| bytes seen | " + " | ".join(LABELS[m] for m in models) + " |"]
+    lines += ["", "| bytes seen | " + " | ".join(label(m) for m in models) + " |"]
     lines.append("|---:|" + "---:|" * len(models))
     curves = {m: dict(r["curve"]) for m, r in models.items()}
     for b in sorted(set().union(*curves.values())):
@@ -432,7 +458,39 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         lines.append(f"| {b:,} | " + " | ".join(cells) + " |")
     lines += ["", "The runs came from:", ""]
     lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
-    panel = [dict(r, label=f"{LABELS[m]} (lr {r['lr']:g})") for m, r in models.items()]
+    panel = [dict(r, label=f"{label(m)} (lr {r['lr']:g})") for m, r in models.items()]
+    plot_curves({"byte LM, validation": panel}, DOCS / f"{opts.name}.png", "", "label")
+    write_results(opts.name, report, "\n".join(lines) + "\n")
+
+
+def ablation_report(opts: argparse.Namespace, runs: list[dict]) -> None:
+    """Each change to the Metriplector LM against the row before it, on one budget."""
+    report = {**provenance(), "name": opts.name, "steps": opts.steps, "runs": runs}
+    lines = [
+        "# Changes to the Metriplector LM, one at a time",
+        "",
+        f"{run_line(report)}. Each row adds one change to a row above it (named in the "
+        f"model column); {opts.steps} steps of {BATCH[0]} x {BATCH[1]} bytes "
+        f"({opts.steps * BATCH[0] * BATCH[1]:,} bytes), `configs/lm.yaml`'s recipe, the same data "
+        f"order, validation on {opts.val_windows} fixed windows.",
+        "",
+        f"![validation bits/byte against training bytes]({opts.name}.png)",
+        "",
+        "| model | parameters | peak lr | final val bits/byte | change against the row it extends |"
+        " run time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    finals = {r["model"]: r["final_bpb"] for r in runs}
+    for r in runs:
+        parent = r["model"].rpartition("+")[0]
+        delta = f"{r['final_bpb'] - finals[parent]:+.3f}" if parent in finals else ""
+        lines.append(
+            f"| {label(r['model'])} | {r['parameters']:,} | {r['lr']:g} | {r['final_bpb']:.3f} "
+            f"| {delta} | {r['train_seconds']:.0f} |"
+        )
+    lines += ["", "The runs came from:", ""]
+    lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
+    panel = [dict(r, label=label(r["model"])) for r in runs]
     plot_curves({"byte LM, validation": panel}, DOCS / f"{opts.name}.png", "", "label")
     write_results(opts.name, report, "\n".join(lines) + "\n")
 
@@ -451,6 +509,9 @@ def main() -> None:
     parser.add_argument("--lr", nargs="*", default=[], metavar="MODEL=LR", help="peak lr per model")
     parser.add_argument("--lr-sweep", nargs="+", type=float, metavar="LR")
     parser.add_argument("--report-only", action="store_true", help="report the runs in --workdir")
+    parser.add_argument(
+        "--ablation", action="store_true", help="report --models as changes to the Metriplector"
+    )
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 4096])
     parser.add_argument(
@@ -464,7 +525,8 @@ def main() -> None:
     opts = parser.parse_args()
     sys.argv[0] = str(Path(sys.argv[0]).resolve())  # the command in reports, after the chdir
     torch.set_num_threads(opts.threads)
-    opts.name = opts.name or ("lm_speed" if opts.speed else "lm_sweep" if opts.lr_sweep else "lm")
+    modes = {"lm_speed": opts.speed, "lm_sweep": opts.lr_sweep, "lm_ablation": opts.ablation}
+    opts.name = opts.name or next((name for name, on in modes.items() if on), "lm")
     DOCS.mkdir(parents=True, exist_ok=True)
     if opts.speed:
         return speed(opts)
@@ -482,7 +544,8 @@ def main() -> None:
     else:
         lrs = {k: float(v) for k, v in (item.split("=") for item in opts.lr)}
         chosen = {n: lrs.get(n, config_lr(n)) for n in opts.models}
-        comparison_report(opts, [r for r in runs if r["lr"] == chosen[r["model"]]])
+        report = ablation_report if opts.ablation else comparison_report
+        report(opts, [r for r in runs if r["lr"] == chosen[r["model"]]])
 
 
 if __name__ == "__main__":
