@@ -82,6 +82,12 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
         [f"{NET}input_friction=true", f"{NET}input_frequency=true", f"{NET}mlp_ratio=1.3334"],
     ),
     "coupling": ("rotation coupling pairs of modes", [f"{NET}coupling=true"]),
+    # Other splits of the same parameters (each sets mlp_ratio: not to be stacked with "input").
+    "deep": (
+        "6 layers of width 160, 160 modes",
+        [f"{NET}layers=6", f"{NET}width=160", f"{NET}modes=160", f"{NET}mlp_ratio=1.8"],
+    ),
+    "modes": ("288 modes, MLP hidden 192", [f"{NET}modes=288", f"{NET}mlp_ratio=1.0"]),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 
