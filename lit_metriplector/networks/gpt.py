@@ -22,6 +22,23 @@ from ..core import DynamicsReport
 KeysValues = tuple[Tensor, Tensor]
 
 
+def empty_cache(
+    embedding: Tensor,
+    heads: int,
+    layers: int,
+    batch_size: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[KeysValues]:
+    """Empty keys and values ``(B, heads, 0, head size)`` per layer, with the device and dtype of
+    the token ``embedding`` weight unless given."""
+    device = embedding.device if device is None else device
+    dtype = embedding.dtype if dtype is None else dtype
+    shape = (batch_size, heads, 0, embedding.shape[1] // heads)
+    empty = torch.empty(shape, device=device, dtype=dtype)
+    return [(empty, empty)] * layers
+
+
 def gpt2_init(model: nn.Module, residual: Iterable[nn.Linear], layers: int) -> None:
     """GPT-2's initialisation: weights of linear maps and embeddings ``N(0, 0.02)``, biases zero,
     and the projections that end residual branches ``N(0, 0.02 / sqrt(2 layers))`` so the
@@ -168,14 +185,10 @@ class GPT(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> KVCache:
         """An empty context; the cache has the parameters' device and dtype unless given."""
-        weight = self.token_embedding.weight
-        device = weight.device if device is None else device
-        dtype = weight.dtype if dtype is None else dtype
-        heads = self.blocks[0].attn.heads
-        shape = (batch_size, heads, 0, weight.shape[1] // heads)
-        empty = torch.empty(shape, device=device, dtype=dtype)
-        tokens = torch.empty(batch_size, 0, dtype=torch.long, device=device)
-        return KVCache(tokens, [(empty, empty)] * len(self.blocks))
+        weight, heads = self.token_embedding.weight, self.blocks[0].attn.heads
+        layers = empty_cache(weight, heads, len(self.blocks), batch_size, device, dtype)
+        tokens = torch.empty(batch_size, 0, dtype=torch.long, device=layers[0][0].device)
+        return KVCache(tokens, layers)
 
     def step(self, idx: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         """Append the bytes ``idx`` ``(B,)`` to the context: the next-byte logits ``(B, vocab)``

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import DynamicsReport
-from .gpt import KeysValues, gpt2_init
+from .gpt import KeysValues, empty_cache, gpt2_init
 from .lm import GatedMLP
 
 
@@ -184,13 +184,9 @@ class ModernGPT(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> RotaryCache:
         """An empty context; the cache has the parameters' device and dtype unless given."""
-        weight = self.token_embedding.weight
-        device = weight.device if device is None else device
-        dtype = weight.dtype if dtype is None else dtype
-        heads = self.blocks[0].attn.heads
-        shape = (batch_size, heads, 0, weight.shape[1] // heads)
-        empty = torch.empty(shape, device=device, dtype=dtype)
-        return RotaryCache(0, [(empty, empty)] * len(self.blocks))
+        weight, heads = self.token_embedding.weight, self.blocks[0].attn.heads
+        layers = empty_cache(weight, heads, len(self.blocks), batch_size, device, dtype)
+        return RotaryCache(0, layers)
 
     def step(self, idx: Tensor, state: RotaryCache) -> tuple[Tensor, RotaryCache]:
         """Append the bytes ``idx`` ``(B,)`` to the context: the next-byte logits ``(B, vocab)``
