@@ -431,13 +431,15 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         "",
         f"![validation bits/byte against training bytes]({opts.name}.png)",
         "",
-        "| model | parameters | peak lr | training bytes | final val bits/byte | run time (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| model | parameters | peak lr | training bytes | final val bits/byte | test bits/byte "
+        "| run time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m, r in models.items():
+        test = f"{r['test_bpb']:.3f}" if r.get("test_bpb") is not None else "—"
         lines.append(
             f"| {label(m)} | {r['parameters']:,} | {r['lr']:g} | {r['bytes']:,} | "
-            f"{r['final_bpb']:.3f} | {r['train_seconds']:.0f} |"
+            f"{r['final_bpb']:.3f} | {test} | {r['train_seconds']:.0f} |"
         )
     if strongest and "metriplector" in models:
         report["metriplector_bytes_to_final"] = {}
