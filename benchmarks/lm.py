@@ -427,7 +427,12 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         "",
         f"{run_line(report)}. Corpus `../shared/data/english` (train / val splits); every model "
         "sees the same batches in the same order, OneCycle over the run at its peak learning "
-        f"rate; validation on {opts.val_windows} fixed windows of 256 bytes.",
+        f"rate; validation on {opts.val_windows} fixed windows of 256 bytes"
+        + (
+            f", test after training on {opts.test_windows} evenly spaced windows of the test split."
+            if opts.test_windows
+            else "."
+        ),
         "",
         f"![validation bits/byte against training bytes]({opts.name}.png)",
         "",
