@@ -1,5 +1,6 @@
 """Language modelling: the GPT baseline, its KV cache, sampling, and the LMTask loss."""
 
+import importlib
 import math
 from pathlib import Path
 
@@ -205,3 +206,19 @@ def test_network_vocabulary_must_match_the_data(tmp_path):
     trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False)
     with pytest.raises(ConfigError, match="vocab_size 256 but the network was built for 100"):
         trainer.fit(task, datamodule=data)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "metriplector+conv",
+        "metriplector+conv+input+coupling",
+        "metriplector+deep",
+        "metriplector+modes",
+    ],
+)
+def test_benchmarked_changes_keep_the_parameter_count(name, monkeypatch):
+    # benchmarks/lm.py compares changes to the Metriplector LM at (nearly) equal parameters.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    lm_benchmark = importlib.import_module("lm")
+    assert abs(count_parameters(lm_benchmark.build(name)) - 1_825_920) < 0.02 * 1_825_920
