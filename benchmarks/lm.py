@@ -320,7 +320,8 @@ def speed_markdown(report: dict) -> str:
             f"{train_rate / ref:.2f}" if train_rate and ref else "",
         ]
         cells += [f"{r[f'generate_{c}']:.0f}" if f"generate_{c}" in r else "—" for c in contexts]
-        name = LABELS.get(n, f"Metriplector LM, `step` of {report.get('step_before')}")
+        before = n == "metriplector_before"
+        name = f"Metriplector LM, `step` of {report.get('step_before')}" if before else label(n)
         lines.append(f"| {name} | {r['parameters']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

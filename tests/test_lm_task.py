@@ -171,6 +171,7 @@ def test_prompts_are_utf8_bytes_one_dataloader_each():
         ("lm_gpt", GPT, 0.01),
         ("lm_modern_gpt", ModernGPT, 0.02),
         ("lm_lru", LinearRecurrentLM, 0.02),
+        ("lm_selective", MetriplectorLM, 0.005),
     ],
 )
 def test_baseline_configs_match_the_metriplector_config_in_parameters(config, cls, tolerance):
