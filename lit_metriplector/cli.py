@@ -33,8 +33,8 @@ dynamics is the computation.
 Tasks (--model): MazeTask, LMTask, SudokuTask, ClassificationTask; networks in
 lit_metriplector.networks. Shipped configs (configs/ in the repository): maze.yaml, lm.yaml,
 lm_selective.yaml, lm_gpt.yaml, lm_modern_gpt.yaml, lm_lru.yaml, sudoku.yaml, sudoku_rrn.yaml,
-fashion_mnist.yaml, cifar10.yaml, cifar100.yaml and their baselines; trainer overlays in configs/trainer/ (bf16,
-ddp, debug).
+fashion_mnist.yaml, cifar10.yaml, cifar100.yaml and their baselines; trainer overlays in
+configs/trainer/ (bf16, ddp, debug).
 
   lit-metriplector fit --config configs/maze.yaml
   lit-metriplector test --config configs/maze.yaml --ckpt_path last
