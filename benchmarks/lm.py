@@ -92,15 +92,21 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 
 
+def parse(name: str) -> tuple[str, list[str]]:
+    """``"metriplector+conv+input"`` -> ``("metriplector", ["conv", "input"])``."""
+    base, *features = name.split("+")
+    return base, features
+
+
 def config_of(name: str) -> tuple[str, list[str]]:
     """Config file and overrides of a model name (a baseline, or the Metriplector + features)."""
-    base, *features = name.split("+")
+    base, features = parse(name)
     config, extra = CONFIGS[base]
     return config, extra + [arg for f in features for arg in FEATURES[f][1]]
 
 
 def label(name: str) -> str:
-    base, *features = name.split("+")
+    base, features = parse(name)
     return " + ".join([LABELS[base], *(FEATURES[f][0] for f in features)])
 
 
@@ -129,8 +135,6 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         f"--model.init_args.lr_scheduler.init_args.max_lr={lr}",
         f"--data.init_args.path={opts.corpus}",
         f"--data.init_args.val_windows={opts.val_windows}",
-        f"--data.init_args.test_windows={opts.test_windows or 1}",  # >= 1; 0 means no test
-        f"--test_after_fit={opts.test_windows > 0}",
         f"--trainer.max_steps={opts.steps}",
         f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
         f"--trainer.val_check_interval={opts.val_every}",
@@ -140,6 +144,8 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         f"--trainer.logger.name={tag}",
         "--trainer.enable_progress_bar=false",
     ]
+    if opts.test_windows:
+        args += [f"--data.init_args.test_windows={opts.test_windows}", "--test_after_fit=true"]
     start = time.perf_counter()
     fit = cli(args)
     seconds = time.perf_counter() - start
@@ -414,7 +420,7 @@ def sweep_report(opts: argparse.Namespace, runs: list[dict]) -> None:
 
 def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
     models = {r["model"]: r for r in runs}
-    ours = {m: r for m, r in models.items() if m.split("+")[0] == "metriplector"}
+    ours = {m: r for m, r in models.items() if parse(m)[0] == "metriplector"}
     baselines = {m: r for m, r in models.items() if m not in ours}
     strongest = min(baselines, key=lambda m: baselines[m]["final_bpb"]) if baselines else None
     report = {

@@ -137,10 +137,12 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 def test_the_cli_closes_the_process_group_it_opened(tmp_path, monkeypatch):
     # An open gloo group at interpreter exit can abort the process after a good run (exit -6).
+    from lightning.fabric.plugins.environments.lightning import find_free_network_port
+
     from lit_metriplector.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MASTER_PORT", "29517")
+    monkeypatch.setenv("MASTER_PORT", str(find_free_network_port()))
     cli = main(
         ["fit", "--config", str(ROOT / "configs" / "maze.yaml")]
         + ["--config", str(ROOT / "configs" / "trainer" / "ddp.yaml")]
