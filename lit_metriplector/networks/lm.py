@@ -1,4 +1,5 @@
-"""Metriplector byte language model (DESIGN.md §3): the full branch, physical time = position.
+"""Metriplector byte language model: the full branch, physical time = position (docs/physics.md,
+"The language model").
 
 Each layer holds ``C`` damped oscillators (the modes, the fields of the layer; ``core/modes.py``
 has their physics and exact integrator). Byte ``t`` configures a source ``rho_t`` (through the
