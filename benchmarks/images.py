@@ -53,13 +53,27 @@ def parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def fashion_models() -> dict[str, torch.nn.Module]:
+FASHION_MODELS = (
+    "metriplector",
+    "depthwise twin",
+    "WRN-10-2",
+    "metriplector 28x28",
+    "depthwise twin 28x28",
+)
+
+
+def fashion_model(name: str) -> torch.nn.Module:
+    """A model of part (a): the ``fashion_mnist.yaml`` network (grids of 14x14 after its
+    stride-2 stem), its depthwise twin, a WRN-10-2 at 28x28, or the first two with a stride-1
+    stem (28x28 grids, the WRN's resolution: same parameters, about 4x the compute)."""
     args = network_args("fashion_mnist.yaml")
-    return {
-        "metriplector": ImageMetriplector(**args),
-        "depthwise twin": DepthwiseTwin(**args),
-        "WRN-10-2": WideResNet(1, 10, depth=10, widen_factor=2),
-    }
+    if name.endswith(" 28x28"):
+        name, args = name.removesuffix(" 28x28"), {**args, "stem_stride": 1}
+    if name == "metriplector":
+        return ImageMetriplector(**args)
+    if name == "depthwise twin":
+        return DepthwiseTwin(**args)
+    return WideResNet(1, 10, depth=10, widen_factor=2)
 
 
 class Data:
@@ -174,18 +188,24 @@ def train(
     return result
 
 
-def part_a(data: Data, opts) -> tuple[dict, list[dict]]:
-    """Each model at each peak learning rate of ``--lrs``; the headline keeps, per model, the
-    run with the best validation top-1."""
-    best, sweep = {}, []
+def part_a(data: Data, opts) -> list[dict]:
+    """Each model of ``--models`` at each peak learning rate of ``--lrs``."""
+    sweep = []
     for lr in opts.lrs:
-        for name, net in fashion_models().items():
-            result = train(net, data, opts.steps, lr, opts.seed, opts.probe_every)
+        for name in opts.models:
+            result = train(fashion_model(name), data, opts.steps, lr, opts.seed, opts.probe_every)
             sweep.append({"model": name, **result})
             print(name, result, flush=True)
-            if name not in best or result["val_top1"] > best[name]["val_top1"]:
-                best[name] = result
-    return best, sweep
+    return sweep
+
+
+def best_runs(sweep: list[dict]) -> dict:
+    """Per model, the run of the sweep with the best validation top-1."""
+    best: dict = {}
+    for run in sweep:
+        if run["model"] not in best or run["val_top1"] > best[run["model"]]["val_top1"]:
+            best[run["model"]] = run
+    return best
 
 
 def part_b(data: Data, opts) -> list[dict]:
@@ -435,6 +455,9 @@ def main() -> None:
         default=[0.003],
         help="(a) peak learning rates tried for every model; each keeps its best on validation",
     )
+    parser.add_argument(
+        "--models", nargs="+", default=list(FASHION_MODELS[:3]), choices=FASHION_MODELS
+    )
     parser.add_argument("--test-size", type=int, default=10000, help="test images scored")
     parser.add_argument("--probe-every", type=int, default=50)
     parser.add_argument("--sweep-steps", type=int, default=100, help="(b) steps per run")
@@ -452,6 +475,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="images")
+    parser.add_argument(
+        "--merge", action="store_true", help="(a) add these runs to the sweep of --name"
+    )
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the markdown from the JSON"
     )
@@ -480,15 +506,20 @@ def main() -> None:
     start = time.perf_counter()
     if "a" in opts.parts or "b" in opts.parts:
         data = Data(opts.batch_size, opts.test_size, opts.seed)
+    earlier = json.loads((DOCS / f"{opts.name}.json").read_text()) if opts.merge else {}
     if "a" in opts.parts:
-        report["fashion_mnist"], report["lr_sweep"] = part_a(data, opts)
+        report["lr_sweep"] = earlier.get("lr_sweep", []) + part_a(data, opts)
+        report["lrs"] = sorted({run["lr"] for run in report["lr_sweep"]})
+        if earlier:
+            report["command"] = f"{earlier['command']}; {report['command']}"
+        report["fashion_mnist"] = best_runs(report["lr_sweep"])
     if "b" in opts.parts:
         report["integrators"] = part_b(data, opts)
     if "c" in opts.parts:
         report["cifar100_speed"] = part_c(opts)
     if "d" in opts.parts:
         report["fashion_mnist_config"] = part_d(opts)
-    report["wall_seconds"] = time.perf_counter() - start
+    report["wall_seconds"] = time.perf_counter() - start + earlier.get("wall_seconds", 0)
     report["load_average"].append(os.getloadavg()[0])
     write_results(opts.name, report, markdown(report))
 
