@@ -50,10 +50,18 @@ TARGETS = {"exact@36": 0.95, "exact@30": 0.80, "auc": 0.99}
 
 def train(name: str, opts: argparse.Namespace) -> dict:
     config, extra = MODELS[name]
-    budget = (
-        [f"--trainer.max_steps={opts.steps}", "--trainer.max_time=null"]
+    budget = (  # the configs' warm-up + cosine schedules are stretched to a step budget
+        [
+            f"--trainer.max_steps={opts.steps}",
+            "--trainer.max_time=null",
+            f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
+        ]
         if opts.steps
-        else ["--trainer.max_steps=-1", f"--trainer.max_time={max_time(opts.minutes)}"]
+        else [  # a wall-time budget has no known length: constant learning rate
+            "--trainer.max_steps=-1",
+            f"--trainer.max_time={max_time(opts.minutes)}",
+            "--model.init_args.lr_scheduler=null",
+        ]
     )
     start = time.perf_counter()
     fit = cli(
@@ -256,8 +264,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=8.0, help="wall time per model")
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps per model")
+    budget.add_argument(
+        "--minutes", type=float, default=8.0, help="wall time per model, constant learning rate"
+    )
+    budget.add_argument(
+        "--steps", type=int, default=None, help="steps per model, the configs' schedules over them"
+    )
     parser.add_argument("--test-size", type=int, default=1000, help="puzzles per generated set")
     parser.add_argument("--test-file", type=Path, action="append", default=[])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
