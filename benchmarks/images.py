@@ -346,8 +346,9 @@ def section_a(report: dict) -> list[str]:
         "Same batches in the same order (sampler seed and augmentation draws: random crop with "
         "2 pixels of padding, flip), AdamW with warmup-cosine, label smoothing 0.1; peak lr "
         + (
-            f"chosen per model from {', '.join(map(str, lrs))} by top-1 on the 5,000 validation "
-            "images split from the training set"
+            "chosen per model, among the runs of the sweep below "
+            f"({', '.join(map(str, lrs))}), by top-1 on the 5,000 validation images split from "
+            "the training set"
             if len(lrs) > 1
             else str(lrs[0])
         )
