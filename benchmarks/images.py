@@ -38,6 +38,7 @@ from common import DOCS, ROOT, provenance, run_line, write_results
 
 from lit_metriplector.core import Grid2D
 from lit_metriplector.datamodules import Augmentation, FashionMNISTDataModule
+from lit_metriplector.modules.base import count_parameters
 from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
 
 CONFIGS = ROOT / "configs"
@@ -47,10 +48,6 @@ Tensor = torch.Tensor
 def network_args(config: str) -> dict:
     args = yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]["network"]
     return dict(args["init_args"])
-
-
-def parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 FASHION_MODELS = (
@@ -168,7 +165,7 @@ def train(
         for key, values in probe(net, batch["input"][:8]).items():
             checks[key] += values
     result = {
-        "parameters": parameters(net),
+        "parameters": count_parameters(net),
         "steps": steps,
         "train_images_per_s": images / seconds,
         "train_seconds": seconds,
@@ -245,7 +242,7 @@ def speed(net: torch.nn.Module, batch: int, repeats: int, channels: int = 3) -> 
             net(x)
             infer_times.append(time.perf_counter() - start)
     return {
-        "parameters": parameters(net),
+        "parameters": count_parameters(net),
         "train_images_per_s": batch / min(train_times),
         "inference_images_per_s": batch / min(infer_times),
     }
@@ -338,7 +335,7 @@ def markdown(report: dict) -> str:
 def section_a(report: dict) -> list[str]:
     a = report["fashion_mnist"]
     first = next(iter(a.values()))
-    lrs = report.get("lrs", [report["lr"]])
+    lrs = sorted({r["lr"] for r in report.get("lr_sweep", [])}) or [report["lr"]]
     lines = [
         "",
         f"## (a) Fashion-MNIST, {first['steps']} steps of {report['batch_size']} images",
@@ -477,42 +474,45 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="images")
     parser.add_argument(
-        "--merge", action="store_true", help="(a) add these runs to the sweep of --name"
+        "--merge",
+        action="store_true",
+        help="(a) add these runs to the learning-rate sweep that --name holds (from --lrs runs)",
     )
     parser.add_argument(
         "--render", action="store_true", help="only rewrite the markdown from the JSON"
     )
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
+    if opts.render:  # rewrite the markdown of an earlier run from its JSON
+        report = json.loads((DOCS / f"{opts.name}.json").read_text())
+        write_results(opts.name, report, markdown(report))
+        return
+    # --merge starts from the earlier report: its parts stay unless this run measures them again
+    earlier = json.loads((DOCS / f"{opts.name}.json").read_text()) if opts.merge else {}
     report = {
+        "fashion_mnist": {},
+        "lr_sweep": [],
+        "integrators": [],
+        "cifar100_speed": {},
+        "fashion_mnist_config": {},
+        **earlier,
         **provenance(),
         "batch_size": opts.batch_size,
         "lr": opts.lr,
-        "lrs": opts.lrs,
         "test_size": opts.test_size,
         "probe_every": opts.probe_every,
         "sweep_steps": opts.sweep_steps,
         "speed_batch": opts.speed_batch,
         "speed_repeats": opts.speed_repeats,
-        "fashion_mnist": {},
-        "integrators": [],
-        "cifar100_speed": {},
-        "fashion_mnist_config": {},
+        "load_average": [os.getloadavg()[0]],
     }
-    if opts.render:  # rewrite the markdown of an earlier run from its JSON
-        report = json.loads((DOCS / f"{opts.name}.json").read_text())
-        write_results(opts.name, report, markdown(report))
-        return
-    report["load_average"] = [os.getloadavg()[0]]
+    if earlier:
+        report["command"] = f"{earlier['command']}; {report['command']}"
     start = time.perf_counter()
     if "a" in opts.parts or "b" in opts.parts:
         data = Data(opts.batch_size, opts.test_size, opts.seed)
-    earlier = json.loads((DOCS / f"{opts.name}.json").read_text()) if opts.merge else {}
     if "a" in opts.parts:
-        report["lr_sweep"] = earlier.get("lr_sweep", []) + part_a(data, opts)
-        report["lrs"] = sorted({run["lr"] for run in report["lr_sweep"]})
-        if earlier:
-            report["command"] = f"{earlier['command']}; {report['command']}"
+        report["lr_sweep"] += part_a(data, opts)
         report["fashion_mnist"] = best_runs(report["lr_sweep"])
     if "b" in opts.parts:
         report["integrators"] = part_b(data, opts)
