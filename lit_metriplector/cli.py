@@ -9,20 +9,29 @@ readable line on stderr and exit status 1; ``LIT_METRIPLECTOR_DEBUG=1`` shows th
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import shutil
 import sys
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from jsonargparse import DefaultHelpFormatter, Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
+from .callbacks.checkpoint import describe_os_error
+from .checkpoints import RunRecord, check_resume, check_task, check_weights, read_checkpoint, recipe
 from .errors import ConfigError, MetriplectorError, MissingFileError
+from .modules.base import MetriplectorTask
 
 DEFAULT_SEED = 1234
 DEBUG_ENV = "LIT_METRIPLECTOR_DEBUG"
@@ -44,6 +53,18 @@ Each config writes checkpoints to runs/<task>/checkpoints/ (last.ckpt is the lat
 """
 # --ckpt_path values Lightning resolves itself
 SPECIAL_CHECKPOINTS = ("last", "best", "hpc", "registry")
+# Config keys that name where a run writes; relative ones go under --trainer.default_root_dir.
+# A write refused for lack of permission, a read-only file system or a full disk.
+WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC)
+OUTPUT_KEYS = ("save_dir", "dirpath", "output_dir", "cache_dir")
+# What a run's log folder holds besides event files before anything is logged.
+RUN_FILES = ("config.yaml", "hparams.yaml")
+SUBCOMMAND_HELP = {
+    "fit": "Train (and with --test_after_fit true, then test).",
+    "validate": "Evaluate a checkpoint on the validation set.",
+    "test": "Evaluate a checkpoint on the data's test sets.",
+    "predict": "Write a checkpoint's predictions to files (see the config's writer).",
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -59,6 +80,8 @@ def check_checkpoint(path: str | None) -> None:
     torch would suggest unsafe loading or Lightning would print a page of traceback."""
     if path is None or path in SPECIAL_CHECKPOINTS:
         return
+    if Path(path).is_dir():
+        raise ConfigError(f"--ckpt_path {path} is a folder, not a checkpoint file")
     if not Path(path).is_file():
         raise MissingFileError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives
@@ -68,8 +91,43 @@ def check_checkpoint(path: str | None) -> None:
         )
 
 
+def rebase_outputs(node: Any, root: str) -> None:
+    """Put every relative output path of a parsed config (logger ``save_dir``, checkpoint
+    ``dirpath``, writer ``output_dir``, data ``cache_dir``) under ``root``, in place."""
+    if isinstance(node, list):
+        for item in node:
+            rebase_outputs(item, root)
+    elif isinstance(node, Namespace):
+        for key, value in list(node.items(branches=True)):
+            if "." in key:
+                continue  # reached through its branch
+            if key in OUTPUT_KEYS and isinstance(value, (str, Path)):
+                if not Path(value).is_absolute():
+                    node[key] = str(Path(root) / value)
+            else:
+                rebase_outputs(value, root)
+
+
+class Parser(LightningArgumentParser):
+    """Lightning's parser with errors as one line and a pointer to ``--help`` (instead of the
+    whole usage text), exit status 2 as for any usage error."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+        detail = next((line for line in reversed(lines) if not line.startswith("Given value")), "")
+        first = lines[0] if lines else message
+        text = first if detail in ("", first) else f"{first.rstrip(':')}: {detail}"
+        print(f"lit-metriplector: error: {text} (--help lists the options)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class MetriplectorCLI(LightningCLI):
-    """LightningCLI with the data's decisions linked into the model and guards on weights."""
+    """LightningCLI with the data's decisions linked into the model and guards on weights,
+    checkpoints, output paths and resumes."""
+
+    parser_class = Parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -85,14 +143,29 @@ class MetriplectorCLI(LightningCLI):
             help="allow validate/test/predict without --ckpt_path, i.e. on the network's "
             "initial weights (smoke tests only)",
         )
+        parser.add_argument(
+            "--allow_recipe_change",
+            type=bool,
+            default=False,
+            help="fit --ckpt_path: resume a checkpoint although the config's recipe (model, "
+            "data, seed, schedule) differs from the one it was trained with",
+        )
         # Test sets are named by the data (e.g. "39x39"); metrics are logged per name.
         parser.link_arguments(
             "data", "model.init_args.test_names", compute_fn=_test_names, apply_on="instantiate"
         )
 
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        # Lightning takes the help of each subcommand from the first lines of the Trainer's
+        # docstrings, which the help then cuts mid-sentence.
+        super()._add_subcommands(parser, **kwargs)
+        for action in parser._subcommands_action._choices_actions:
+            action.help = SUBCOMMAND_HELP.get(action.dest, action.help)
+
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the hyperparameters of --ckpt_path here, before any hook of ours:
-        # check the file first, so a wrong one gets a sentence instead of torch's unpickler.
+        # Lightning would parse the checkpoint's hyperparameters over the config here, command
+        # line included, so that explicit values were silently dropped. The config wins; a
+        # checkpoint whose weights do not fit it is refused in before_<subcommand>.
         subcommand = self.config.get("subcommand")
         if subcommand:
             config = self.config[subcommand]
@@ -103,29 +176,92 @@ class MetriplectorCLI(LightningCLI):
                     f"{subcommand} needs trained weights: pass --ckpt_path (e.g. --ckpt_path last "
                     f"for this config's latest fit), or --untrained true to run on initial weights"
                 )
-        super()._parse_ckpt_path()
 
-    def _check_last(self) -> None:
-        """``--ckpt_path last`` must find this config's last checkpoint (Lightning would start
-        from scratch with a hint about save_last)."""
-        if self.config[self.subcommand].get("ckpt_path") == "last":
-            callback = self.trainer.checkpoint_callback
-            last = None if callback is None or callback.dirpath is None else callback.dirpath
-            if last is None or not (Path(last) / "last.ckpt").is_file():
-                where = "" if last is None else f" ({last}/last.ckpt)"
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        root = config.get("trainer", {}).get("default_root_dir")
+        if root is not None:
+            rebase_outputs(config, str(root))
+
+    def _checkpoint_file(self) -> Path | None:
+        """The file ``--ckpt_path`` names (``last`` resolved to this config's last checkpoint);
+        None where Lightning resolves it from elsewhere (``hpc``, ``registry``)."""
+        ckpt = self.config[self.subcommand].get("ckpt_path")
+        if ckpt is None or ckpt in ("hpc", "registry"):
+            return None
+        callback = self.trainer.checkpoint_callback
+        folder = None if callback is None or callback.dirpath is None else Path(callback.dirpath)
+        if ckpt == "best":
+            raise ConfigError(
+                "--ckpt_path best: the best checkpoint is only known inside the fit that saved "
+                "it; pass its file (see runs/<task>/checkpoints/) or --ckpt_path last"
+            )
+        if ckpt == "last":
+            if folder is None or not (folder / "last.ckpt").is_file():
+                where = "" if folder is None else f" ({folder}/last.ckpt)"
                 raise MissingFileError(
                     f"--ckpt_path last: this config has no last checkpoint yet{where}; "
                     f"run fit first"
                 )
+            return folder / "last.ckpt"
+        return Path(ckpt)
 
-    def before_fit(self) -> None:
-        self._check_last()
+    def _check_run(self) -> None:
+        """Checks before Lightning runs the subcommand: the optimizer's values, then the
+        checkpoint (a readable one, of this task, with weights that fit, and for a resumed fit
+        the same recipe)."""
+        config = self.config[self.subcommand]
+        if self.subcommand == "fit" and isinstance(self.model, MetriplectorTask):
+            self.model.check_optimizer()
+        path = self._checkpoint_file()
+        if path is not None:
+            checkpoint = read_checkpoint(path)
+            check_task(path, checkpoint, self.model)
+            check_weights(path, checkpoint, self.model, config["model"])
+            if self.subcommand == "fit":
+                check_resume(
+                    path, checkpoint, recipe(config), bool(config.get("allow_recipe_change"))
+                )
+        if self.subcommand == "fit":
+            self.trainer.callbacks.append(RunRecord(recipe(config)))
+        if self.subcommand == "predict":
+            # predict writes files through its writers; a log folder would hold only a config
+            self.trainer.logger = None
+            self.trainer.callbacks = [
+                c for c in self.trainer.callbacks if not isinstance(c, SaveConfigCallback)
+            ]
 
-    before_validate = before_test = before_predict = before_fit
+    before_fit = before_validate = before_test = before_predict = _check_run
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit") and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            discard_empty_run(self.trainer)
+            raise
+
+
+def discard_empty_run(trainer: L.Trainer) -> None:
+    """Remove the log folder of a run that failed before it logged anything: nothing in it but
+    the config, the hyperparameters and event files without a scalar."""
+    logger = trainer.logger
+    if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero:
+        return
+    folder = Path(logger.log_dir)
+    if not folder.is_dir():
+        return
+    files = list(folder.iterdir())
+    if any(f.name not in RUN_FILES and not f.name.startswith("events.out.") for f in files):
+        return
+    logger.experiment.flush()
+    events = EventAccumulator(str(folder), size_guidance={"scalars": 1})
+    events.Reload()
+    if not events.Tags()["scalars"]:
+        shutil.rmtree(folder)
 
 
 def _show_package_messages() -> None:
@@ -148,6 +284,20 @@ def _project_error(error: BaseException) -> MetriplectorError | None:
         seen = seen.__cause__ or seen.__context__
     last = MetriplectorError.last
     return last if last is not None and str(last) in str(error) else None
+
+
+def user_error(error: BaseException) -> str | None:
+    """The one line to print for an error the user can fix, or None for a bug (traceback):
+    the project's own errors, a file the run cannot write, a setting Lightning refuses."""
+    project = _project_error(error)
+    if project is not None:
+        return str(project)
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        where = error.filename or "a file of the run"
+        return f"cannot write {where}: {describe_os_error(error)}"
+    if isinstance(error, MisconfigurationException):
+        return " ".join(str(error).split())
+    return None
 
 
 def main(args: list[str] | None = None) -> MetriplectorCLI:
@@ -173,10 +323,10 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
             args=args,
         )
     except Exception as error:
-        project = _project_error(error)
-        if project is None or os.environ.get(DEBUG_ENV):
+        message = user_error(error)
+        if message is None or os.environ.get(DEBUG_ENV):
             raise
-        print(f"lit-metriplector: error: {project}", file=sys.stderr)
+        print(f"lit-metriplector: error: {message}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
         _close_process_group()

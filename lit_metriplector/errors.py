@@ -32,3 +32,8 @@ class DivergenceError(MetriplectorError, FloatingPointError):
 
 class MissingFileError(DataError, FileNotFoundError):
     """A file or folder the configuration names does not exist."""
+
+
+class OutputError(MetriplectorError, OSError):
+    """A file or folder the run writes (logs, checkpoints, predictions, caches) cannot be
+    written: no permission, a read-only or full disk; the message names the path."""

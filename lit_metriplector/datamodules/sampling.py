@@ -145,6 +145,19 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+class PositionedLoader(DataLoader):
+    """A DataLoader whose sampler starts where its ``ResumableDataModule`` says. The position is
+    checkpointed by the DataModule, so the loader has no state of its own; having
+    ``state_dict``/``load_state_dict`` tells Lightning that it resumes mid-epoch (else Lightning
+    warns on every mid-epoch resume that results may be unreliable)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore here: ``ResumableDataModule.load_state_dict`` does it."""
+
+
 class ResumableDataModule(L.LightningDataModule):
     """A DataModule whose training position and random state are checkpointed, so that a resumed
     run repeats an uninterrupted one bit for bit.
@@ -195,7 +208,7 @@ class ResumableDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, sampler: Sampler | None = None) -> DataLoader:
         # The loader draws its workers' base seed from `generator` every time it is iterated;
         # without one it would draw from the global torch generator and shift dropout.
-        return DataLoader(
+        return PositionedLoader(
             dataset,
             batch_size=self.hparams.batch_size,
             sampler=sampler,

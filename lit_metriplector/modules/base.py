@@ -90,8 +90,10 @@ class MetriplectorTask(L.LightningModule, ABC):
         self.test_names = list(test_names) if test_names else []
         self.train_metrics = self.build_metrics().clone(prefix="train/")
         self.val_metrics = self.build_metrics().clone(prefix="val/")
-        # one unnamed test set logs as test/<metric>, named ones as test/<name>/<metric>
-        prefixes = [f"test/{name}/" for name in self.test_names] or ["test/"]
+        # one unnamed test set (or one named "test") logs as test/<metric>, named ones as
+        # test/<name>/<metric>
+        named = self.test_names not in ([], ["test"])
+        prefixes = [f"test/{name}/" for name in self.test_names] if named else ["test/"]
         self.test_metrics = nn.ModuleList(
             self.build_metrics().clone(prefix=prefix) for prefix in prefixes
         )
@@ -156,6 +158,11 @@ class MetriplectorTask(L.LightningModule, ABC):
         return recipe
 
     def on_fit_end(self) -> None:
+        # A test after the fit logs into the fit's run; logging the hyperparameters again there
+        # would make the logger write its placeholder hp_metric (-1) over the fit's real one.
+        self._log_hyperparams = False
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            self.trainer.datamodule._log_hyperparams = False
         if TALLY.unconverged:
             warnings.warn(
                 f"CG: {TALLY.unconverged} of {TALLY.samples} solved samples did not converge "
@@ -275,6 +282,14 @@ class MetriplectorTask(L.LightningModule, ABC):
             return self(inputs, diagnostics=True)
         finally:
             self.train(training)
+
+    def check_optimizer(self) -> None:
+        """Build the optimizer once on a stand-in parameter, so that a value it refuses (a
+        negative learning rate, say) stops the run in one line before anything is written."""
+        try:
+            self.optimizer([nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"optimizer: {error}") from error
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer(self.parameters())

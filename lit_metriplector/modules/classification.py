@@ -187,12 +187,12 @@ class ClassificationTask(MetriplectorTask):
 
     def on_test_epoch_end(self) -> None:
         classes = self.class_names()
-        for test_name, metrics in zip(self.test_names, self.test_metrics, strict=True):
+        for test_name, metrics in zip(self.test_names or ["test"], self.test_metrics, strict=True):
             accuracy = metrics["balanced"].per_class().tolist()
             self.per_class_accuracy[test_name] = dict(zip(classes, accuracy, strict=True))
             for cls, value in zip(classes, accuracy, strict=True):
                 if value == value:  # not NaN: the class occurs in this test set
-                    key = f"test/{test_name}/class/{cls.replace('/', '-')}"
+                    key = f"{metrics.prefix}class/{cls.replace('/', '-')}"
                     self.log(key, value, add_dataloader_idx=False)
 
     def predict_step(
