@@ -15,8 +15,10 @@ from lit_metriplector.datasets.mazes import (
     EXTRA,
     GOAL,
     MISSED,
+    OPEN,
     PATH,
     START,
+    WALL,
     GeneratedMazes,
     Maze,
     MazeFormatError,
@@ -347,9 +349,32 @@ def test_to_rgb_and_render_png(tmp_path: Path) -> None:
     assert tuple(only_target[:, missed[0], missed[1]]) == PATH
 
     image = render_png(maze.open, maze.start, maze.goal, prediction, target, scale=5)
-    assert image.size == (45, 45) and image.mode == "RGB"
+    assert image.mode == "RGB"
     image.save(tmp_path / "maze.png")
     assert (np.asarray(Image.open(tmp_path / "maze.png")) == np.asarray(image)).all()
+
+
+def colours(pixels: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(int(v) for v in c) for c in pixels.reshape(-1, 3)}
+
+
+@pytest.mark.parametrize("marks", ["both", "target", "none"])
+def test_render_png_has_a_legend_of_the_colours_it_uses(marks: str) -> None:
+    maze = sample_maze(9, 2)
+    target = shortest_path(maze.open, maze.start, maze.goal)
+    prediction = {"both": target, "target": None, "none": None}[marks]
+    target = None if marks == "none" else target
+    image = np.asarray(render_png(maze.open, maze.start, maze.goal, prediction, target, scale=8))
+    # The maze (19 x 19 sites at 8 pixels) on top, centred, then the legend strip under it.
+    rgb = to_rgb(maze.open, maze.start, maze.goal, prediction, target).transpose(1, 2, 0)
+    left = (image.shape[1] - 152) // 2
+    assert (image[:152, left : left + 152] == rgb.repeat(8, axis=0).repeat(8, axis=1)).all()
+    assert image.shape[0] >= 152 + 2 * 12  # at least one row of 12-pixel swatches and names
+    legend = colours(image[152:])
+    compared = {PATH, EXTRA, MISSED}
+    expected = {"both": compared, "target": {PATH}, "none": set()}[marks]
+    assert {WALL, OPEN, START, GOAL} | expected <= legend
+    assert not (compared - expected) & legend  # no colour the picture does not use
 
 
 # -----------------------------------------------------------------------------

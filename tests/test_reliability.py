@@ -131,16 +131,6 @@ def test_a_prediction_run_replaces_the_previous_one(tmp_path, monkeypatch):
     assert manifest["checkpoint"].endswith("last.ckpt")
 
 
-def test_a_prediction_run_never_deletes_files_it_did_not_write(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    main(["fit", *TINY_MAZE, *SHORT_FIT])
-    mine = tmp_path / "predictions" / "maze" / "notes.txt"
-    mine.parent.mkdir(parents=True)
-    mine.write_text("keep me")
-    fails_with(["predict", *TINY_MAZE, "--ckpt_path", "last"], capsys, "did not write")
-    assert mine.read_text() == "keep me"
-
-
 # --- 3. one path to the latest model -------------------------------------------------------
 
 

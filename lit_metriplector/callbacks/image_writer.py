@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from typing import Any
 
 from ..modules.classification import ImagePrediction, grid, label_images
-from .writers import FolderWriter, prediction_name
+from .writers import FolderWriter, png_bytes, prediction_name
 
 
 class ImageWriter(FolderWriter):
@@ -50,9 +51,7 @@ class ImageWriter(FolderWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        name = prediction_name(trainer, dataloader_idx, "set")
-        folder = self.output_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = prediction_name(trainer, dataloader_idx, "set")
         classes = tuple(getattr(trainer.datamodule, "classes", ()) or ())
         probability = prediction["probability"].float().cpu()
         predicted = prediction["prediction"].cpu().tolist()
@@ -62,23 +61,23 @@ class ImageWriter(FolderWriter):
             prediction["image"], predicted, target, confidence, classes, self.scale
         )
         suffix = "" if trainer.world_size == 1 else f"_rank{trainer.global_rank}"
-        grid(pictures, self.columns).save(folder / f"batch_{batch_idx:04d}{suffix}.png")
+        picture = grid(pictures, self.columns)
+        self.write_files({f"{folder}/batch_{batch_idx:04d}{suffix}.png": png_bytes(picture)})
         k = min(self.top_k, probability.shape[1])
         top = probability.topk(k, dim=1).indices.tolist()
-        path = folder / f"predictions{suffix}.csv"
-        first = str(path) not in self._rows
-        start = self._rows.get(str(path), 0)
-        with open(path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if first:
-                writer.writerow([*self.FIELDS, f"top{k}"])
-            for i, (t, p, c) in enumerate(zip(target, predicted, confidence, strict=True)):
-                index = batch_indices[i] if batch_indices is not None else start + i
-                names = " ".join(_name(classes, j) for j in top[i])
-                writer.writerow(
-                    [index, t, _name(classes, t), p, _name(classes, p), f"{c:.4f}", names]
-                )
-        self._rows[str(path)] = start + len(target)
+        name = f"{folder}/predictions{suffix}.csv"
+        first = name not in self._rows
+        start = self._rows.get(name, 0)
+        rows = io.StringIO(newline="")
+        writer = csv.writer(rows)
+        if first:
+            writer.writerow([*self.FIELDS, f"top{k}"])
+        for i, (t, p, c) in enumerate(zip(target, predicted, confidence, strict=True)):
+            index = batch_indices[i] if batch_indices is not None else start + i
+            names = " ".join(_name(classes, j) for j in top[i])
+            writer.writerow([index, t, _name(classes, t), p, _name(classes, p), f"{c:.4f}", names])
+        self.write_files({name: rows.getvalue()}, append=True)
+        self._rows[name] = start + len(target)
 
 
 def _name(classes: tuple[str, ...], index: int) -> str:

@@ -6,10 +6,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..datasets.files import atomic_write
 from ..datasets.sudoku import format_board, is_valid_solution, render_board
 from ..modules.sudoku import SudokuPrediction
-from .writers import FolderWriter, prediction_name
+from .writers import FolderWriter, png_bytes, prediction_name
 
 
 class SudokuWriter(FolderWriter):
@@ -17,7 +16,8 @@ class SudokuWriter(FolderWriter):
     predicted digits blue, wrong ones red) and one text file per batch: for each board its
     81-character puzzle and prediction, whether the prediction is exact and valid, and the
     board drawn as text (``format_board``: predictions in ``()``, wrong ones in ``!!``). Owns
-    ``output_dir`` like every ``FolderWriter``: a new prediction run replaces the last one's files.
+    ``output_dir`` like every ``FolderWriter``: a new prediction run replaces the files the last
+    one wrote, and nothing else (see ``callbacks.writers``).
 
     Args:
         output_dir: folder for the files (created if missing).
@@ -38,8 +38,8 @@ class SudokuWriter(FolderWriter):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        folder = self.output_dir / prediction_name(trainer, dataloader_idx, "set")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = prediction_name(trainer, dataloader_idx, "set")
+        files: dict[str, bytes | str] = {}
         puzzles = prediction["puzzle"].cpu()
         solutions = prediction["solution"].cpu()
         boards = prediction["prediction"].cpu()
@@ -48,7 +48,7 @@ class SudokuWriter(FolderWriter):
         for i, (p, s, q) in enumerate(zip(puzzles, solutions, boards, strict=True)):
             stem = f"{batch_idx:04d}_{i:03d}"
             image = render_board(p, q, s, scale=self.scale)
-            Image.fromarray(image).save(folder / f"{stem}.png")
+            files[f"{folder}/{stem}.png"] = png_bytes(Image.fromarray(image))
             exact = bool((q == s).all())
             blocks.append(
                 "\n".join(
@@ -60,5 +60,5 @@ class SudokuWriter(FolderWriter):
                     ]
                 )
             )
-        with atomic_write(folder / f"{batch_idx:04d}.txt", "w") as f:
-            f.write("\n\n".join(blocks) + "\n")
+        files[f"{folder}/{batch_idx:04d}.txt"] = "\n\n".join(blocks) + "\n"
+        self.write_files(files)

@@ -1,7 +1,13 @@
 """Perfect mazes: generation, encoding, files, pictures and torch datasets. No Lightning."""
 
 from .datasets import GENERATOR_VERSION, GeneratedMazes, StoredMazes
-from .files import MazeFormatError, read_mazes, write_mazes_npz, write_mazes_text
+from .files import (
+    MazeFormatError,
+    format_mazes_text,
+    read_mazes,
+    write_mazes_npz,
+    write_mazes_text,
+)
 from .generation import (
     Algorithm,
     Channel,
@@ -36,6 +42,7 @@ __all__ = [
     "as_mask",
     "decode",
     "encode",
+    "format_mazes_text",
     "generate_maze",
     "make_example",
     "random_endpoints",

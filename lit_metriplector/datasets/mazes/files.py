@@ -187,11 +187,11 @@ def _marks(
     return [as_mask(p) for p in predictions]
 
 
-def write_mazes_text(
-    path: str | Path, mazes: Sequence[Maze], predictions: Sequence[np.ndarray] | None = None
-) -> None:
-    """Write mazes as text, marking with `*` the predictions (bool or probabilities) if given,
-    else each maze's own path; marks on walls cannot be written in text and are dropped."""
+def format_mazes_text(
+    mazes: Sequence[Maze], predictions: Sequence[np.ndarray] | None = None
+) -> str:
+    """Mazes as text, marking with `*` the predictions (bool or probabilities) if given, else
+    each maze's own path; marks on walls cannot be written in text and are dropped."""
     blocks = []
     for maze, marks in zip(mazes, _marks(mazes, predictions), strict=True):
         chars = np.where(maze.open, ".", "#")
@@ -200,8 +200,15 @@ def write_mazes_text(
         chars[maze.start] = "S"
         chars[maze.goal] = "G"
         blocks.append("\n".join("".join(row) for row in chars))
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_mazes_text(
+    path: str | Path, mazes: Sequence[Maze], predictions: Sequence[np.ndarray] | None = None
+) -> None:
+    """Write ``format_mazes_text(mazes, predictions)`` to ``path``."""
     with atomic_write(path, "w") as f:
-        f.write("\n\n".join(blocks) + "\n")
+        f.write(format_mazes_text(mazes, predictions))
 
 
 def write_mazes_npz(
