@@ -34,7 +34,9 @@ TINY_MAZE = [
 ]
 LAST = Path("runs/maze/checkpoints/last.ckpt")
 
-pytestmark = pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"
+)
 
 
 class SignalAt(Callback):
