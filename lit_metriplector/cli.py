@@ -12,6 +12,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -56,6 +57,8 @@ SPECIAL_CHECKPOINTS = ("last", "best", "hpc", "registry")
 # Config keys that name where a run writes; relative ones go under --trainer.default_root_dir.
 # A write refused for lack of permission, a read-only file system or a full disk.
 WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC)
+# Lightning's ValueErrors that name a setting of the user's (not a bug).
+LIGHTNING_SETTINGS = ("`val_check_interval`",)
 OUTPUT_KEYS = ("save_dir", "dirpath", "output_dir", "cache_dir")
 # What a run's log folder holds besides event files before anything is logged.
 RUN_FILES = ("config.yaml", "hparams.yaml")
@@ -116,9 +119,13 @@ class Parser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-        detail = next((line for line in reversed(lines) if not line.startswith("Given value")), "")
-        first = lines[0] if lines else message
-        text = first if detail in ("", first) else f"{first.rstrip(':')}: {detail}"
+        keys = dict.fromkeys(re.findall(r'Parser key "([^"]+)"', message))  # outer to inner
+        lines = [re.sub(r'^(- )?Parser key "[^"]+":\s*', "", line) for line in lines]
+        detail = next(
+            (line for line in reversed(lines) if line and not line.startswith("Given value")),
+            message,
+        )
+        text = f"{'.'.join(keys)}: {detail}" if keys else lines[0] if lines else message
         print(f"lit-metriplector: error: {text} (--help lists the options)", file=sys.stderr)
         raise SystemExit(2)
 
@@ -126,8 +133,6 @@ class Parser(LightningArgumentParser):
 class MetriplectorCLI(LightningCLI):
     """LightningCLI with the data's decisions linked into the model and guards on weights,
     checkpoints, output paths and resumes."""
-
-    parser_class = Parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -247,7 +252,7 @@ class MetriplectorCLI(LightningCLI):
 
 def discard_empty_run(trainer: L.Trainer) -> None:
     """Remove the log folder of a run that failed before it logged anything: nothing in it but
-    the config, the hyperparameters and event files without a scalar."""
+    the config, the hyperparameters and event files without a scalar of its own."""
     logger = trainer.logger
     if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero:
         return
@@ -260,13 +265,22 @@ def discard_empty_run(trainer: L.Trainer) -> None:
     logger.experiment.flush()
     events = EventAccumulator(str(folder), size_guidance={"scalars": 1})
     events.Reload()
-    if not events.Tags()["scalars"]:
+    if set(events.Tags()["scalars"]) <= {"hp_metric"}:  # the logger's placeholder alone
         shutil.rmtree(folder)
+
+
+class _NoAdvertisement(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()  # Lightning 2.6's tip on every run
+
+
+NO_ADVERTISEMENT = _NoAdvertisement()
 
 
 def _show_package_messages() -> None:
     """The package logs its data decisions (which corpus, how it is split) at INFO: show them on
     the command line next to Lightning's, unless the user has configured logging."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NO_ADVERTISEMENT)
     logger = logging.getLogger("lit_metriplector")
     if not logger.handlers and not logging.getLogger().hasHandlers():
         logger.addHandler(logging.StreamHandler())
@@ -295,7 +309,9 @@ def user_error(error: BaseException) -> str | None:
     if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
         where = error.filename or "a file of the run"
         return f"cannot write {where}: {describe_os_error(error)}"
-    if isinstance(error, MisconfigurationException):
+    if isinstance(error, MisconfigurationException) or (
+        isinstance(error, ValueError) and str(error).strip().startswith(LIGHTNING_SETTINGS)
+    ):
         return " ".join(str(error).split())
     return None
 
@@ -313,6 +329,7 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
             datamodule_class=L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            parser_class=Parser,
             seed_everything_default=DEFAULT_SEED,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -333,3 +334,180 @@ def test_lm_validation_logs_a_text_sample(tmp_path, monkeypatch):
     events = read_events(tmp_path / "runs" / "lm" / "version_0")
     assert "samples/prompt0/text_summary" in events.Tags()["tensors"]
     assert len(events.Tensors("samples/prompt0/text_summary")) == 2
+
+
+# --- 10. checkpoints, outputs and values a run can trust (issue 16) --------------------------
+
+
+def test_default_root_dir_moves_every_output_of_the_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    root = [f"--trainer.default_root_dir={elsewhere}"]
+    main(["fit", *TINY_MAZE, *SHORT_FIT, *root])
+    main(["predict", *TINY_MAZE, *root, "--ckpt_path", "last"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]  # nothing in ./runs
+    assert (elsewhere / "runs" / "maze" / "checkpoints" / "last.ckpt").is_file()
+    assert list((elsewhere / "runs" / "maze" / "version_0").glob("events.out.*"))
+    assert (elsewhere / "predictions" / "maze" / "predictions.json").is_file()
+
+
+def test_hp_metric_stays_the_fits_metric_after_test_after_fit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.log_every_n_steps=1"]
+    main([*fit, "--test_after_fit=true"])
+    events = read_events(tmp_path / "runs" / "maze" / "version_0")
+    assert "test/9x9/f1" in events.Tags()["scalars"]  # the test logged into the fit's run
+    assert events.Scalars("hp_metric")[-1].value == events.Scalars("val/f1")[-1].value != -1
+
+
+def test_a_checkpoint_of_another_task_is_one_line_naming_both(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    sudoku = ["--config", str(ROOT / "configs" / "sudoku.yaml")]
+    line = fails_with(
+        ["test", *sudoku, "--ckpt_path", "runs/maze/checkpoints/last.ckpt"], capsys, "MazeTask"
+    )
+    assert "SudokuTask" in line
+    assert "Loaded model weights" not in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_name_the_settings_they_were_trained_with(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    fails_with(
+        ["test", *TINY_MAZE, "--ckpt_path", "last", "--model.init_args.network.init_args.fields=2"],
+        capsys,
+        "does not fit the configured network",
+        "--model.init_args.network.init_args.fields=1 (the config has 2)",
+    )
+
+
+def test_command_line_values_win_over_the_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    path = "runs/maze/checkpoints/last.ckpt"  # a file: Lightning parsed its hyperparameters
+    losses = []
+    for weight in (1.0, 5.0):  # a model argument the weights do not depend on
+        cli = main(
+            [
+                "test",
+                *TINY_MAZE,
+                "--ckpt_path",
+                path,
+                f"--model.init_args.pos_weight={weight}",
+                "--data.init_args.test_size=3",  # and a data argument
+            ]
+        )
+        assert cli.model.pos_weight == weight
+        assert len(cli.datamodule.test_sets[0]) == 3
+        losses.append(float(cli.trainer.callback_metrics["test/9x9/loss"]))
+    assert losses[0] != losses[1]
+
+
+def crafted_checkpoint(path: Path) -> None:
+    class RunsCode:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    torch.save({"state_dict": {}, "payload": RunsCode()}, path)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--ckpt_path", "plain.zip"], ["plain.zip is a zip archive but not a checkpoint"]),
+        (["--ckpt_path", "crafted.ckpt"], ["crafted.ckpt holds Python objects", "arbitrary code"]),
+        (["--ckpt_path", "folder"], ["folder is a folder"]),
+        (["--ckpt_path", "best"], ["--ckpt_path best", "--ckpt_path last"]),
+        (["--data.init_args.test_files=[folder]"], ["maze file folder is a folder"]),
+        (["--trainer.accelerator=gpu"], ["gpu backend"]),
+        (["--trainer.logger.init_args.save_dir=/sys/runs"], ["cannot write /sys/runs"]),
+    ],
+    ids=["zip", "crafted", "folder_ckpt", "best", "folder_data", "gpu", "logger_folder"],
+)
+def test_more_errors_are_one_line(args, fragments, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with zipfile.ZipFile(tmp_path / "plain.zip", "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    crafted_checkpoint(tmp_path / "crafted.ckpt")
+    (tmp_path / "folder").mkdir()
+    subcommand = "fit" if "--data.init_args.test_files=[folder]" in args else "test"
+    line = fails_with([subcommand, *TINY_MAZE, *args, "--untrained=true"], capsys, *fragments)
+    assert "weights_only=False" not in line and "this ran" not in capsys.readouterr().out
+
+
+def test_a_negative_learning_rate_stops_before_the_run_writes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", *TINY_MAZE, *SHORT_FIT, "--model.init_args.optimizer.init_args.lr=-0.01"]
+    fails_with(fit, capsys, "optimizer: Invalid learning rate: -0.01")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_read_only_working_folder_is_one_line(monkeypatch, capsys):
+    monkeypatch.chdir("/sys/kernel")  # refuses new files even to root
+    fails_with(["fit", *TINY_MAZE, *SHORT_FIT], capsys, "cannot write", "permission denied")
+
+
+def test_a_failed_run_leaves_no_empty_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT])
+    for _ in range(2):
+        fails_with(
+            ["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.val_check_interval=100"],
+            capsys,
+            "val_check_interval",
+        )
+    main(["predict", *TINY_MAZE, "--ckpt_path", "last"])  # predict writes no run folder
+    assert sorted(p.name for p in (tmp_path / "runs" / "maze").iterdir()) == [
+        "checkpoints",
+        "version_0",
+    ]
+
+
+def test_step_checkpoints_name_their_run_and_resumes_do_not_warn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.max_steps=6"])
+    folder = tmp_path / "runs" / "maze" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "last.ckpt",
+        "version_0-epoch=0-step=4.ckpt",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.max_steps=6", "--ckpt_path", "last"])
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+
+
+def test_help_describes_every_task_argument_in_full_sentences(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "SudokuTask"])
+    assert "the task network (pure torch" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for line in ("Evaluate a checkpoint on the data's test sets.", "Train (and with"):
+        assert line in out
+    assert "network``, required" in MazeTask.__doc__
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--data.init_args.batch_size=abc"], "Expected a <class 'int'>. Got value: abc"),
+        (["--data.init_args.nope=3"], "Option 'nope' is not accepted"),
+    ],
+    ids=["type", "unknown"],
+)
+def test_usage_errors_are_one_line_with_status_2(args, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *TINY_MAZE, *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lit-metriplector: error:") and fragment in err[0]
+
+
+def test_a_single_test_set_named_test_logs_without_a_doubled_prefix():
+    task = MazeTask(network=MazeNetwork(features=8, fields=1), test_names=["test"])
+    assert [metrics.prefix for metrics in task.test_metrics] == ["test/"]

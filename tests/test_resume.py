@@ -101,8 +101,10 @@ def test_resumed_run_ends_with_the_uninterrupted_model(
 ) -> None:
     half = fit(tmp_path, steps // 2)
     # Seeded differently: a resumed run owes nothing to the global seed (Lightning does not
-    # checkpoint RNG states), and a run that silently started over would not match.
-    ckpt = fit(tmp_path, steps, "--ckpt_path", str(half / "last.ckpt"), "--seed_everything", "1")
+    # checkpoint RNG states), and a run that silently started over would not match. Seed and
+    # max_steps differ from the first part's recipe on purpose, hence --allow_recipe_change.
+    resume = ["--ckpt_path", str(half / "last.ckpt"), "--allow_recipe_change=true"]
+    ckpt = fit(tmp_path, steps, *resume, "--seed_everything", "1")
     resumed, expected = load(ckpt / "last.ckpt"), load(uninterrupted / f"step={steps}.ckpt")
     assert resumed["global_step"] == expected["global_step"] == steps
     epoch, batches = divmod(steps, BATCHES_PER_EPOCH)

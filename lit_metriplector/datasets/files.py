@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from ..errors import DataError, MissingFileError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -35,3 +37,13 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         os.remove(tmp)
         raise
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a ``Path`` if it is a file; else one error naming ``what`` it should be."""
+    file = Path(path)
+    if file.is_dir():
+        raise DataError(f"{what} {file} is a folder; name a file")
+    if not file.is_file():
+        raise MissingFileError(f"{what} not found: {file}")
+    return file

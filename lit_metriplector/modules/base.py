@@ -55,15 +55,7 @@ class MetriplectorTask(L.LightningModule, ABC):
     Evaluating or predicting with weights that were neither trained nor loaded from a checkpoint
     warns loudly (the CLI refuses it).
 
-    Args:
-        network: the task network (pure torch, a ``TaskNetwork``): one of
-            ``lit_metriplector.networks`` (e.g. ``MazeNetwork``) or your own module.
-        optimizer: optimizer factory, called with the parameters.
-        lr_scheduler: optional scheduler factory, stepped every optimizer step.
-        compile: compile the network in place with ``torch.compile`` (the module itself is never
-            compiled: Lightning's logging does not survive it).
-        test_names: names of the test sets, in the order of the test dataloaders; metrics are
-            logged as ``test/<name>/<metric>``. Linked from the DataModule by the CLI.
+    Arguments: see ``__init__``.
     """
 
     def __init__(
@@ -74,6 +66,18 @@ class MetriplectorTask(L.LightningModule, ABC):
         compile: bool = False,
         test_names: list[str] | None = None,
     ) -> None:
+        """The task around ``network``.
+
+        Args:
+            network: the task network (pure torch, a ``TaskNetwork``): one of
+                ``lit_metriplector.networks`` (e.g. ``MazeNetwork``) or your own module.
+            optimizer: optimizer factory, called with the parameters.
+            lr_scheduler: optional scheduler factory, stepped every optimizer step.
+            compile: compile the network in place with ``torch.compile`` (the module itself is
+                never compiled: Lightning's logging does not survive it).
+            test_names: names of the test sets, in the order of the test dataloaders; metrics are
+                logged as ``test/<name>/<metric>``. Linked from the DataModule by the CLI.
+        """
         super().__init__()
         # Under LightningCLI the hyperparameters are the parsed config, where the network is a
         # class_path / init_args dict: keeping it lets load_from_checkpoint(path) rebuild it. A

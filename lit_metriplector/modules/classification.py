@@ -130,6 +130,9 @@ class ClassificationTask(MetriplectorTask):
     ``test/<set>/class/<class name>`` (a ``/`` in a name becomes ``-``) and kept in
     ``per_class_accuracy``.
 
+    Arguments: those of ``MetriplectorTask`` (``network``, required: an ``ImageMetriplector`` or
+    any ``TaskNetwork``; ``optimizer``, ``lr_scheduler``, ``compile``, ``test_names``), and:
+
     Args:
         num_classes: classes of the data (checked against the DataModule's at setup).
         label_smoothing: of the cross-entropy.

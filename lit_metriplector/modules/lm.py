@@ -31,6 +31,9 @@ class LMTask(MetriplectorTask):
     the last ``T``. ``predict`` continues each prompt batch ``(B, P)`` with sampled bytes through
     the network's ``init_state`` / ``step``.
 
+    Arguments: those of ``MetriplectorTask`` (``network``, required: a ``MetriplectorLM`` or any
+    ``TaskNetwork``; ``optimizer``, ``lr_scheduler``, ``compile``, ``test_names``), and:
+
     Args:
         temperature: sampling temperature of ``predict``; 0 is greedy.
         top_k: ``predict`` samples among the ``top_k`` likeliest bytes (None: all).

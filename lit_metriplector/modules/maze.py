@@ -27,6 +27,9 @@ class MazePrediction(TypedDict):
 class MazeTask(MetriplectorTask):
     """Binary segmentation of the path; batches are ``{"input": (B,3,H,W), "target": (B,H,W)}``.
 
+    Arguments: those of ``MetriplectorTask`` (``network``, required: a ``MazeNetwork`` or any
+    ``TaskNetwork``; ``optimizer``, ``lr_scheduler``, ``compile``, ``test_names``), and:
+
     Args:
         pos_weight: weight of path sites in the loss (paths are a minority of sites).
     """

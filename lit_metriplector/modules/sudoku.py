@@ -56,6 +56,10 @@ class SudokuTask(MetriplectorTask):
     blanks at every iteration, the metrics score the last iteration: ``cell_accuracy`` (blanks
     right), ``exact`` (boards equal to the solution) and ``valid`` (complete boards keeping the
     givens with every row, column and box a permutation of 1..9).
+
+    Arguments: those of ``MetriplectorTask`` (``network``, required: a ``SudokuNetwork``,
+    ``RecurrentRelationalNetwork`` or any ``TaskNetwork``; ``optimizer``, ``lr_scheduler``,
+    ``compile``, ``test_names``).
     """
 
     hp_metric = "val/exact"

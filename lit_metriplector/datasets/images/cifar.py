@@ -40,6 +40,8 @@ from ..files import atomic_write
 from .base import ImageDataset, file_md5
 
 log = logging.getLogger("lit_metriplector")
+# Python callers pass download=True; the CLI spells the same setting differently.
+DOWNLOAD_HINT = "pass download=True (on the command line: --data.init_args.download=true)"
 
 Split = Literal["train", "test"]
 
@@ -324,12 +326,12 @@ def _read_members(
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataError(
             f"{archive} is not a readable tar.gz archive ({err}): replace it with the official "
-            f"{spec.name} archive from {url}, or pass download=True"
+            f"{spec.name} archive from {url}, or " + DOWNLOAD_HINT
         ) from err
     if missing := [m for m in members if m not in loaded]:
         raise DataError(
             f"{archive} lacks {', '.join(missing)}: it is not the official {spec.name} archive; "
-            f"replace it with the one from {url}, or pass download=True"
+            f"replace it with the one from {url}, or " + DOWNLOAD_HINT
         )
     return loaded
 
@@ -354,14 +356,14 @@ def _checked_archive(
         if not download:
             raise DataError(
                 f"{problem}: it is damaged or another file; replace it with the official archive "
-                f"from {url}, or pass download=True to fetch it again"
+                f"from {url}, or " + DOWNLOAD_HINT + " to fetch it again"
             )
         log.warning("%s: downloading it again", problem)
     elif not download:
         raise DataError(
             f"{path} is missing: place the official {spec.name} archive{expected} from {url} "
             f"at this path (or its extracted {spec.meta.split('/')[0]}/ folder beside it), or "
-            "pass download=True"
+            + DOWNLOAD_HINT
         )
     download_file(url, path, md5)
     return path

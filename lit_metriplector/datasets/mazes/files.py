@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError, MissingFileError
-from ..files import atomic_write
+from ...errors import DataError
+from ..files import atomic_write, require_file
 from .generation import Maze, as_mask, shortest_path
 
 
@@ -164,9 +164,7 @@ def _read_npz(file: Path) -> list[Maze]:
 
 def read_mazes(path: str | Path) -> list[Maze]:
     """Read and validate the mazes of a .txt or .npz file (format in the module docstring)."""
-    file = Path(path)
-    if not file.is_file():
-        raise MissingFileError(f"maze file not found: {file}")
+    file = require_file(path, "maze file")
     if file.stat().st_size == 0:
         raise MazeFormatError(f"{file}: the file is empty")
     if file.suffix == ".txt":
