@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import warnings
 import zipfile
@@ -26,6 +27,7 @@ from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
@@ -339,6 +341,15 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
             },
             args=args,
         )
+    except SIGTERMException:
+        # Lightning's own SIGTERM handling outside the training steps (RunCheckpoint's inside):
+        # a SystemExit without a status, which schedulers would record as a success.
+        print("lit-metriplector: stopped by SIGTERM before training began", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):  # Lightning exits 1 on Ctrl-C
+            raise SystemExit(128 + signal.SIGINT) from None
+        raise
     except Exception as error:
         message = user_error(error)
         if message is None or os.environ.get(DEBUG_ENV):
