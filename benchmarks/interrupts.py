@@ -6,7 +6,7 @@ that every checkpoint file loads, no partial file), then runs ``fit --ckpt_path 
 same command until the run is complete (from scratch where SIGKILL came before the first
 checkpoint) and compares the final weights, bit for bit, with an uninterrupted run's.
 
-    python benchmarks/interrupts.py --trials 10        # 10 per signal -> docs/benchmarks/interrupts.md
+    python benchmarks/interrupts.py --trials 10   # per signal -> docs/benchmarks/interrupts.md
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import DOCS, ROOT, provenance, run_line
 
 STEPS = 200
