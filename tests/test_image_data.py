@@ -159,6 +159,7 @@ def test_missing_archive_names_file_md5_size_and_remedy(tmp_path):
     assert str(tmp_path / "cifar-100-python.tar.gz") in message
     assert "169,001,437 bytes, md5 eb9058c3a382ffc7106e4002c42a8d85" in message
     assert CIFAR100.url in message and "download=True" in message
+    assert "--data.init_args.download=true" in message  # the CLI's spelling too
 
 
 def test_md5_mismatch_names_file_both_md5s_and_remedy(tmp_path):

@@ -40,16 +40,24 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 class SignalAt(Callback):
-    """Sends ``signum`` to this process when the fit starts step ``step``, as a scheduler (SIGTERM)
-    or a user at the keyboard (SIGINT) would; ``times`` signals in a row."""
+    """Sends ``signum`` to this process when the fit starts step ``step`` (-1: in the sanity
+    check, before training), as a scheduler (SIGTERM) or a user at the keyboard (SIGINT) would;
+    ``times`` signals in a row."""
 
     def __init__(self, step: int, signum: int = signal.SIGTERM, times: int = 1) -> None:
         self.step, self.signum, self.times = step, signum, times
 
+    def _send(self) -> None:
+        for _ in range(self.times):
+            os.kill(os.getpid(), self.signum)
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        if self.step == -1:
+            self._send()
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.global_step == self.step:
-            for _ in range(self.times):
-                os.kill(os.getpid(), self.signum)
+            self._send()
 
 
 def signal_at(step: int, signum: int, times: int = 1) -> list[str]:
@@ -108,6 +116,15 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, monkeypatch, cap
     assert stopped.value.code == 130
     assert not LAST.exists()
     assert "second SIGINT" in caplog.text and "it saved no checkpoint" not in caplog.text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_before_training_exits_nonzero(signum, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", *TINY_MAZE, *signal_at(-1, signum)])
+    assert stopped.value.code == 128 + signum  # Lightning alone: 0 (SIGTERM) and 1 (SIGINT)
+    assert not LAST.exists()
 
 
 def test_a_crashed_fit_says_it_saved_no_checkpoint(tmp_path, monkeypatch, caplog):

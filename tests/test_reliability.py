@@ -3,6 +3,7 @@ silent, nothing lost, errors as one readable line."""
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import warnings
@@ -497,8 +498,9 @@ def test_help_describes_every_task_argument_in_full_sentences(capsys):
     [
         (["--data.init_args.batch_size=abc"], "Expected a <class 'int'>. Got value: abc"),
         (["--data.init_args.nope=3"], "Option 'nope' is not accepted"),
+        (["--config", "missing.yaml"], "config: File does not exist"),
     ],
-    ids=["type", "unknown"],
+    ids=["type", "unknown", "missing_config"],
 )
 def test_usage_errors_are_one_line_with_status_2(args, fragment, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -506,6 +508,14 @@ def test_usage_errors_are_one_line_with_status_2(args, fragment, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lit-metriplector: error:") and fragment in err[0]
+
+
+def test_a_fit_prints_no_advertisement(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        main(["fit", *TINY_MAZE, *SHORT_FIT, "--trainer.max_steps=1"])
+    assert "max_steps=1` reached" in caplog.text  # Lightning's own lines still come
+    assert "litlogger" not in caplog.text
 
 
 def test_a_single_test_set_named_test_logs_without_a_doubled_prefix():
