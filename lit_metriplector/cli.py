@@ -247,7 +247,7 @@ class MetriplectorCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
-        except BaseException:
+        except Exception:  # not on signals: a stopped run's checkpoint names its log folder
             discard_empty_run(self.trainer)
             raise
 
