@@ -1,6 +1,11 @@
 """Sudoku data library: structure, solver, generator and cache, files, augmentation, dataset,
 pictures, and the graph-recovery metric."""
 
+import hashlib
+import logging
+import re
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -164,19 +169,75 @@ def test_generation_is_deterministic_per_index(generated):
     assert not np.array_equal(other[0], puzzles[:2])
 
 
-def test_generation_with_workers_is_identical(generated):
-    puzzles, solved = generate(4, givens=(28, 34), seed=3, workers=2)
-    assert np.array_equal(puzzles, generated[0][:4]) and np.array_equal(solved, generated[1][:4])
+# The first puzzles of two sets, as generator version 2 makes them on every machine.
+DIGESTS = {((28, 34), 3, False, 6): "10267225059bde68", ((22, 25), 1, True, 2): "599838fbd96c6faa"}
+
+
+def digest(puzzles: np.ndarray, solved: np.ndarray) -> str:
+    return hashlib.sha256(puzzles.tobytes() + solved.tobytes()).hexdigest()[:16]
+
+
+def test_generation_is_the_same_in_one_or_two_processes(generated):
+    assert digest(*generated) == DIGESTS[(28, 34), 3, False, 6]
+    # Two processes get three one-puzzle tasks each.
+    puzzles, solved = generate(6, givens=(28, 34), seed=3, workers=2)
+    assert np.array_equal(puzzles, generated[0]) and np.array_equal(solved, generated[1])
+
+
+def test_generated_givens_count_and_uniqueness():
+    puzzles, solved = generate(8, givens=(30, 30), seed=11)
+    assert ((puzzles > 0).sum(1) == 30).all()
+    assert is_valid_solution(solved, puzzles).all()
+    assert all(naive_count(p) == 1 for p in puzzles[:3])
+
+
+def test_removal_test_matches_counting():
+    # Every removal decision, also those below the givens where the nearby search runs first,
+    # agrees with counting the solutions of the puzzle without the given.
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        state = generation._Givens(generation._grid(rng))
+        for cell in rng.permutation(81).tolist():
+            fewer = np.array(state.puzzle(), dtype=np.uint8)
+            fewer[cell] = 0
+            removable = state.removable(cell)
+            assert removable == (count_solutions(fewer) == 1)
+            if removable:
+                state.remove(cell)
+        assert state.count < generation._LOCAL_BELOW
 
 
 def test_minimal_puzzles():
-    (puzzle,), _ = generate(1, givens=(17, 30), seed=1, minimal=True)
-    for i in np.flatnonzero(puzzle):
-        fewer = puzzle.copy()
-        fewer[i] = 0
-        assert count_solutions(fewer, limit=2) == 2
+    puzzles, solved = generate(2, givens=(22, 25), seed=1, minimal=True)
+    assert digest(puzzles, solved) == DIGESTS[(22, 25), 1, True, 2]
+    for puzzle in puzzles:
+        assert 22 <= (puzzle > 0).sum() <= 25 and naive_count(puzzle) == 1
+        for i in np.flatnonzero(puzzle):
+            fewer = puzzle.copy()
+            fewer[i] = 0
+            assert naive_count(fewer) == 2
     with pytest.raises(ConfigError, match="givens"):
         generate(1, givens=(10, 20))
+
+
+def test_progress_is_logged_for_long_work(tmp_path, monkeypatch, caplog):
+    from lit_metriplector.datasets import progress
+
+    caplog.set_level(logging.INFO, logger="lit_metriplector")
+    generate(3, givens=(30, 30), seed=0, label="test")
+    assert not caplog.records  # quick work is silent
+    monkeypatch.setattr(progress, "FIRST_AFTER", 0.0)
+    monkeypatch.setattr(progress, "EVERY", 0.0)
+    generate(3, givens=(30, 30), seed=0, label="test")
+    path = tmp_path / "puzzles.txt"
+    path.write_text(f"{HARD}\n{HARD}\n")
+    read_puzzles(path)
+    lines = [r.getMessage() for r in caplog.records]
+    what = r"generating 3 test puzzles \(30 givens\)"
+    assert re.fullmatch(what + r": 1/3, [\d,.]+/s, \d+ s left", lines[0])
+    assert re.fullmatch(what + r": 3/3, [\d,.]+/s, 0 s left", lines[2])
+    assert re.fullmatch(what + r": done in \d+ s, [\d,.]+/s", lines[3])
+    assert lines[4].startswith(f"solving the 2 puzzles of {path}: 1/2, ")
 
 
 def test_load_or_generate_caches(tmp_path, monkeypatch):
@@ -380,3 +441,43 @@ def test_graph_recovery_identifies_heads():
     assert out["head_kind_auc"][[0, 1, 2], [2, 0, 1]].eq(1.0).all()
     assert (out["head_kind_auc"] < 0.9).sum() == 6  # each head matches only its own kind
     assert (out["head_top20_precision"] < 0.75).all()  # one kind is 8 of a cell's 20 peers
+
+
+# -----------------------------------------------------------------------------
+# the DataModule's stages
+
+
+def test_each_stage_prepares_only_its_sets(tmp_path, monkeypatch):
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from lit_metriplector.datamodules import sudoku as module
+
+    file = tmp_path / "mine.txt"
+    file.write_text(HARD + "\n")
+    cache = tmp_path / "cache"
+
+    def run(fn: TrainerFn, **settings) -> module.SudokuDataModule:
+        sizes = {"train_size": 4, "val_size": 2, "test_size": 2}
+        dm = module.SudokuDataModule(test_sets=["36"], cache_dir=str(cache), **sizes, **settings)
+        dm.trainer = SimpleNamespace(state=SimpleNamespace(fn=fn))  # all that is read of it
+        dm.prepare_data()
+        dm.setup(fn.value)
+        return dm
+
+    def cached() -> set[str]:
+        return {p.name.split("-n")[1] for p in cache.glob("*.npz")}
+
+    dm = run(TrainerFn.FITTING)
+    assert cached() == {"4-g22-44-s0.npz", "2-g22-44-s1000.npz"} and len(dm.train_set) == 4
+    run(TrainerFn.VALIDATING)
+    assert len(cached()) == 2
+    dm = run(TrainerFn.TESTING)
+    assert "2-g36-36-s2000.npz" in cached() and len(cached()) == 3 and len(dm.test_sets) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("generated a set that predicting a file does not use")
+
+    monkeypatch.setattr(module, "generate", fail)
+    monkeypatch.setattr(module, "load_or_generate", fail)
+    dm = run(TrainerFn.PREDICTING, predict_files=[str(file)])
+    assert len(dm.predict_sets) == 1 and dm.predict_names == ["mine"]

@@ -1,7 +1,9 @@
 """SudokuDataModule: generated puzzles for fit/validate/test/predict, plus puzzle files.
 
 A thin layer over ``datasets.sudoku``: generated sets are seeded (identical on every rank and
-worker) and cached with ``load_or_generate`` when ``cache_dir`` is set. Training puzzles are
+worker) and cached with ``load_or_generate`` when ``cache_dir`` is set. Each run generates only
+the sets it uses: fit the training and validation sets, validate the latter, test the test sets,
+predict the prediction set (none when predicting files). Training puzzles are
 augmented on the fly (digit relabelling by default; the geometric transforms, which teach the
 symmetry group of rows, columns and boxes, are off unless asked for). Each draw of a puzzle gets
 its own transform, a pure function of (seed, epoch, position in the epoch), so the data order
@@ -25,6 +27,15 @@ from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 _SPEC = re.compile(r"^(\d+)(?:-(\d+))?(:minimal)?$")
 # Seed offsets of the generated splits (a test set of a given spec is the same in any list).
 _SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000, "predict": 3000}
+# What the puzzles of a split are called in progress messages.
+_SPLIT_LABEL = {"train": "training", "val": "validation", "test": "test", "predict": "prediction"}
+# The generated splits each stage uses: a stage prepares and sets up only those.
+_STAGE_SPLITS = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+}
 
 
 def parse_set(spec: str | int) -> tuple[tuple[int, int], bool]:
@@ -131,7 +142,9 @@ class SudokuDataModule(ResumableDataModule):
         seed: seed of the generated sets, the shuffle and the transforms.
         num_workers: DataLoader worker processes.
         cache_dir: if set, generated sets are stored here as ``.npz`` and reused.
-        generate_workers: processes generating the puzzles (the result does not depend on it).
+        generate_workers: processes generating the puzzles: by default every usable CPU for a
+            set that takes more than a few seconds; 0 or 1 for this process only. The puzzles
+            do not depend on it.
     """
 
     def __init__(
@@ -156,7 +169,7 @@ class SudokuDataModule(ResumableDataModule):
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = None,
-        generate_workers: int = 0,
+        generate_workers: int | None = None,
     ) -> None:
         super().__init__()
         require_at_least(
@@ -197,8 +210,11 @@ class SudokuDataModule(ResumableDataModule):
         else:
             self.predict_names = [set_name(predict_set)]
 
-    def _generated_splits(self) -> list[tuple[str, tuple[int, int], bool, int]]:
-        """(split, givens, minimal, size) of every generated set."""
+    def _generated_splits(
+        self, stage: str | None = None
+    ) -> list[tuple[str, tuple[int, int], bool, int]]:
+        """(split, givens, minimal, size) of the generated sets that ``stage`` uses (``"fit"``,
+        ``"validate"``, ``"test"`` or ``"predict"``), or of all of them."""
         hp = self.hparams
         splits = [
             ("train", tuple(hp.train_givens), False, hp.train_size),
@@ -207,24 +223,29 @@ class SudokuDataModule(ResumableDataModule):
         splits += [("test", *parse_set(s), hp.test_size) for s in hp.test_sets]
         if not hp.predict_files:
             splits.append(("predict", *parse_set(hp.predict_set), hp.predict_size))
-        return splits
+        if stage is None:
+            return splits
+        return [s for s in splits if s[0] in _STAGE_SPLITS[stage]]
 
     def _arrays(
         self, split: str, givens: tuple[int, int], minimal: bool, size: int
     ) -> tuple[np.ndarray, np.ndarray]:
         hp = self.hparams
         seed = hp.seed + _SPLIT_SEED[split]
+        how = {"minimal": minimal, "workers": hp.generate_workers, "label": _SPLIT_LABEL[split]}
         if hp.cache_dir is None:
-            return generate(size, givens, seed, minimal=minimal, workers=hp.generate_workers)
-        return load_or_generate(
-            hp.cache_dir, size, givens, seed, minimal=minimal, workers=hp.generate_workers
-        )
+            return generate(size, givens, seed, **how)
+        return load_or_generate(hp.cache_dir, size, givens, seed, **how)
 
     def prepare_data(self) -> None:
-        # Lightning runs this in one process per node, so each cache is generated only once.
-        if self.hparams.cache_dir is not None:
-            for split in self._generated_splits():
-                self._arrays(*split)
+        # Lightning runs this in one process per node, so each cache is generated only once,
+        # and for each run (fit, test, ...) separately: only the sets that run uses, so that
+        # predicting a file generates nothing. Called without a trainer, it prepares them all.
+        if self.hparams.cache_dir is None:
+            return
+        fn = self.trainer.state.fn if self.trainer is not None else None
+        for split in self._generated_splits(fn.value if fn is not None else None):
+            self._arrays(*split)
 
     def _generated(self, split: str) -> list[Dataset]:
         return [SudokuDataset(*self._arrays(*s)) for s in self._generated_splits() if s[0] == split]

@@ -27,12 +27,14 @@ is not a valid grid or contradicts its givens. ``write_puzzles`` writes the Kagg
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DataError
 from ..files import atomic_write
+from ..progress import Progress
 from . import solver
 from .structure import UNITS, cell_name, is_valid_solution
 
@@ -44,6 +46,8 @@ _BAD[[ord(c) for c in "0123456789."]] = False
 _VALUE = np.zeros(256, dtype=np.uint8)
 _VALUE[[ord(c) for c in "123456789"]] = np.arange(1, 10, dtype=np.uint8)
 _CHUNK = 65536  # rows per vectorised check, to bound memory on million-puzzle files
+
+log = logging.getLogger(__name__)
 
 
 def _parse(path: Path, texts: list[str], lines: list[int], what: str) -> np.ndarray:
@@ -109,9 +113,10 @@ def _check_solutions(path: Path, puzzles: np.ndarray, solved: np.ndarray, lines:
 
 
 def _solve_all(path: Path, puzzles: np.ndarray, lines: list[int]) -> np.ndarray:
-    """The unique solution of each puzzle."""
+    """The unique solution of each puzzle (with progress on the logger for long files)."""
     out = np.empty_like(puzzles)
-    for k, puzzle in enumerate(puzzles):
+    progress = Progress(log, f"solving the {len(puzzles):,} puzzles of {path}", len(puzzles))
+    for k, puzzle in enumerate(puzzles.tolist()):
         found = solver.solutions(puzzle, limit=2)
         if len(found) != 1:
             problem = "has no solution" if not found else "has several solutions"
@@ -120,6 +125,8 @@ def _solve_all(path: Path, puzzles: np.ndarray, lines: list[int]) -> np.ndarray:
                 "must hold puzzles with exactly one)"
             )
         out[k] = found[0]
+        progress.update(k + 1)
+    progress.finish()
     return out
 
 

@@ -4,32 +4,171 @@ Puzzle ``index`` of a set depends only on ``(seed, index)`` and the settings: it
 is ``np.random.SeedSequence(seed, spawn_key=(index,))``, so a set is the same whatever order,
 slice or number of worker processes produced it, on every machine and rank (with one numpy
 version: numpy keeps ``Generator`` streams stable in practice but does not promise it).
+
+A puzzle is a random full grid with givens removed in a random order, each only if the solution
+stays unique. Most of the time goes to that test, so it is done in the cheapest way that decides:
+a given that the other givens force (its units hold the eight other digits, or its digit has no
+other place in one of its units) can always go; otherwise a search looks for a solution with
+another digit in the cell, trying the grid's digit first everywhere else. Below ``_LOCAL_BELOW``
+givens most removals fail, and the other solution usually differs from the grid only in the
+cell's band and stack: a search with the other cells fixed to the grid finds it far sooner,
+and only when it finds none does the full search run.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..files import atomic_write
-from .solver import solutions
+from ..progress import Progress
+from .solver import CELLS, EMPTY, PLACE, bit, digits, search
+from .structure import BOX, COLUMN, ROW
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever a change to the algorithm changes the puzzles a seed gives (cache names).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 # A minimal puzzle above the range means a fresh grid; past this many the range is unreachable.
 _MAX_TRIES = 1000
+# With fewer givens than this most removals fail: look for the other solution nearby first.
+_LOCAL_BELOW = 36
+# Sets smaller than this (in puzzles, a minimal one counting _MINIMAL_COST) are generated in
+# this process by default: starting a worker process costs about a second.
+_PARALLEL_FROM = 3000
+_MINIMAL_COST = 3
+# Puzzles per task of a worker process.
+_CHUNK = 250
+
+_ALL_DIGITS = 0x1FF
+_UNITS_OF = tuple((int(ROW[i]), 9 + int(COLUMN[i]), 18 + int(BOX[i])) for i in range(81))
+_UNIT_CELLS = tuple(
+    tuple(sum(1 << j for j in range(81) if kind[j] == kind[i]) for kind in (ROW, COLUMN, BOX))
+    for i in range(81)
+)
+_BAND_STACK = tuple(int(ROW[i] // 3 * 3 + COLUMN[i] // 3) for i in range(81))
+# The cells outside the band and the stack of each box (the four boxes that share neither).
+_OUTSIDE = tuple(
+    tuple(j for j in range(81) if ROW[j] // 3 != b // 3 and COLUMN[j] // 3 != b % 3)
+    for b in range(9)
+)
+_OUTSIDE_CELLS = tuple(sum(1 << j for j in cells) for cells in _OUTSIDE)
+# Per digit: the digits in the order a search tries them, that digit first.
+_FIRST = tuple((d, *(e for e in range(1, 10) if e != d)) for d in range(10))
+_DIAGONAL_BOXES = tuple(tuple(j for j in range(81) if BOX[j] == b) for b in (0, 4, 8))
+
+
+def _grid(rng: np.random.Generator) -> list[int]:
+    """A random complete valid grid as a list: the three boxes on the diagonal (independent of
+    each other) get random permutations, then the solver fills the rest trying the digits of
+    each cell in a random order."""
+    order = rng.permuted(np.tile(np.arange(1, 10), (81, 1)), axis=1).tolist()
+    x, placed = EMPTY, 0
+    for cells in _DIAGONAL_BOXES:
+        for cell, digit in zip(cells, order[cells[0]], strict=True):
+            x &= PLACE[bit(cell, digit)]
+            placed |= 1 << cell
+    found: list[int] = []
+    search(x, placed, 1, found, order)
+    return digits(found[0])
 
 
 def random_grid(rng: np.random.Generator) -> np.ndarray:
-    """A random complete valid grid, (81,) uint8: the solver on an empty board, trying the
-    digits of every branch in random order."""
-    return np.array(solutions([0] * 81, limit=1, rng=rng)[0], dtype=np.uint8)
+    """A random complete valid grid, (81,) uint8 (see ``_grid``)."""
+    return np.array(_grid(rng), dtype=np.uint8)
+
+
+class _Givens:
+    """The givens left of a full grid while removing them, and the test whether one can go.
+
+    Args:
+        grid: the solution, 81 digits.
+    """
+
+    def __init__(self, grid: list[int]) -> None:
+        self.grid = grid
+        self.count = 81
+        self.given = CELLS
+        self.cells_of: list[list[int]] = [[] for _ in range(10)]
+        for cell, digit in enumerate(grid):
+            self.cells_of[digit].append(cell)
+        self.unit_digits = [_ALL_DIGITS] * 27
+        # Per digit, the state with only that digit's givens placed (their AND is the puzzle's),
+        # or None until needed again after a removal.
+        self.digit_states: list[int | None] = [None] * 10
+        self.order = [_FIRST[digit] for digit in grid]
+        self._outside: dict[int, int] = {}
+
+    def _placed(self, digit: int, without: int = -1) -> int:
+        """The state with the givens of ``digit`` placed, except the one in cell ``without``."""
+        x = EMPTY
+        first = 81 * (digit - 1)  # bit(cell, digit) is first + cell
+        for cell in self.cells_of[digit]:
+            if cell != without:
+                x &= PLACE[first + cell]
+        return x
+
+    def _fixed_outside(self, band_stack: int) -> int:
+        """The state with the grid's digits placed outside a band and stack (cached)."""
+        x = self._outside.get(band_stack)
+        if x is None:
+            x = EMPTY
+            for cell in _OUTSIDE[band_stack]:
+                x &= PLACE[bit(cell, self.grid[cell])]
+            self._outside[band_stack] = x
+        return x
+
+    def removable(self, cell: int) -> bool:
+        """Whether the solution stays unique without the given in ``cell``."""
+        digit = self.grid[cell]
+        row, column, box = _UNITS_OF[cell]
+        units = self.unit_digits
+        if units[row] | units[column] | units[box] | 1 << digit - 1 == _ALL_DIGITS:
+            return True  # the cell's units hold the eight other digits
+        x = self._placed(digit, without=cell)
+        states = self.digit_states
+        for other in range(1, 10):
+            if other != digit:
+                if states[other] is None:
+                    states[other] = self._placed(other)
+                x &= states[other]
+        block = x >> 81 * (digit - 1)
+        for unit in _UNIT_CELLS[cell]:
+            if block & unit == 1 << cell:
+                return True  # no other place for the digit in this unit
+        x &= ~(1 << bit(cell, digit))
+        given = self.given & ~(1 << cell)
+        found: list[int] = []
+        if self.count < _LOCAL_BELOW:
+            band_stack = _BAND_STACK[cell]
+            near = x & self._fixed_outside(band_stack)
+            search(near, given | _OUTSIDE_CELLS[band_stack], 1, found, self.order)
+            if found:
+                return False
+        search(x, given, 1, found, self.order)
+        return not found
+
+    def remove(self, cell: int) -> None:
+        """Drop the given in ``cell``."""
+        digit = self.grid[cell]
+        self.cells_of[digit].remove(cell)
+        self.digit_states[digit] = None
+        for unit in _UNITS_OF[cell]:
+            self.unit_digits[unit] ^= 1 << digit - 1
+        self.given &= ~(1 << cell)
+        self.count -= 1
+
+    def puzzle(self) -> list[int]:
+        """The 81 digits of the puzzle, 0 = blank."""
+        return [digit if self.given >> cell & 1 else 0 for cell, digit in enumerate(self.grid)]
 
 
 def generate_puzzle(
@@ -40,7 +179,7 @@ def generate_puzzle(
     A target is drawn uniformly from the range; givens of a random full grid are then removed
     in random order, each only if the solution stays unique, until the target is reached or no
     given can go (a minimal puzzle). A minimal puzzle above the target is kept if it is in the
-    range, else the attempt starts again from a fresh grid; minimal puzzles have ~20-30 givens,
+    range, else the attempt starts again from a fresh grid; minimal puzzles have ~21-27 givens,
     so low targets are reached more rarely than high ones, and fewer than ~21 almost never.
 
     Args:
@@ -56,42 +195,108 @@ def generate_puzzle(
     if not 17 <= lo <= hi <= 81:
         raise ConfigError(f"givens={givens}: need 17 <= low <= high <= 81")
     for _ in range(_MAX_TRIES):
-        solution = random_grid(rng)
+        grid = _grid(rng)
         target = 0 if minimal else int(rng.integers(lo, hi + 1))
-        puzzle = solution.tolist()
-        left = 81
-        for i in rng.permutation(81).tolist():
-            if left == target:
+        state = _Givens(grid)
+        for cell in rng.permutation(81).tolist():
+            if state.count == target:
                 break
-            d = puzzle[i]
-            puzzle[i] = 0
-            # Unique iff no solution has another digit in the cell just emptied.
-            if solutions(puzzle, limit=1, exclude=(i, d)):
-                puzzle[i] = d
-            else:
-                left -= 1
-        if lo <= left <= hi:
-            return np.array(puzzle, dtype=np.uint8), solution
+            if state.removable(cell):
+                state.remove(cell)
+        if lo <= state.count <= hi:
+            return np.array(state.puzzle(), dtype=np.uint8), np.array(grid, dtype=np.uint8)
     raise ConfigError(
         f"givens={givens}, minimal={minimal}: no puzzle in range after {_MAX_TRIES} grids"
     )
 
 
+def _stream(seed: int, index: int) -> np.random.Generator:
+    """The random stream of puzzle ``index`` of the set with ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
 def _generate_range(
-    seed: int, start: int, stop: int, givens: tuple[int, int], minimal: bool
+    seed: int,
+    start: int,
+    stop: int,
+    givens: tuple[int, int],
+    minimal: bool,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Puzzles ``start .. stop - 1``, each from its own stream (also run in worker processes)."""
-    pairs = [
-        generate_puzzle(
-            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,))),
-            givens,
-            minimal,
-        )
-        for index in range(start, stop)
-    ]
-    puzzles = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, 81), np.uint8)
-    solved = np.stack([s for _, s in pairs]) if pairs else np.zeros((0, 81), np.uint8)
+    """Puzzles ``start .. stop - 1`` and their solutions, each puzzle from its own stream (also
+    run in worker processes, without ``progress``)."""
+    puzzles = np.zeros((stop - start, 81), np.uint8)
+    solved = np.zeros((stop - start, 81), np.uint8)
+    for k, index in enumerate(range(start, stop)):
+        puzzles[k], solved[k] = generate_puzzle(_stream(seed, index), givens, minimal)
+        if progress is not None:
+            progress.update(k + 1)
     return puzzles, solved
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _processes(workers: int | None, count: int, minimal: bool) -> int:
+    """How many processes generate: ``workers`` (0 and 1 mean this one), or by default every
+    usable CPU when the set is big enough to pay for starting them."""
+    if workers is None:
+        work = count * (_MINIMAL_COST if minimal else 1)
+        workers = _usable_cpus() if work >= _PARALLEL_FROM else 1
+    return max(1, min(workers, count))
+
+
+def _context() -> BaseContext:
+    """How worker processes start: forked from a server process that has imported this module
+    (a second or so once, then cheap), or spawned where there is none (Windows); never forked
+    from this process, as forking a process that has started torch's threads can deadlock."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _in_processes(
+    seed: int,
+    start: int,
+    count: int,
+    givens: tuple[int, int],
+    minimal: bool,
+    processes: int,
+    progress: Progress,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_generate_range`` over chunks in ``processes`` worker processes."""
+    # Chunks of at most _CHUNK puzzles even out the uneven cost of puzzles and let progress be
+    # reported.
+    size = max(1, min(_CHUNK, count // (4 * processes)))
+    firsts = range(start, start + count, size)
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    with ProcessPoolExecutor(processes, mp_context=_context()) as pool:
+        futures = {
+            pool.submit(
+                _generate_range, seed, first, min(first + size, start + count), givens, minimal
+            ): first
+            for first in firsts
+        }
+        done = 0
+        for future in as_completed(futures):
+            parts[futures[future]] = future.result()
+            done += len(parts[futures[future]][0])
+            progress.update(done)
+    ordered = [parts[first] for first in firsts]
+    return np.concatenate([p for p, _ in ordered]), np.concatenate([s for _, s in ordered])
+
+
+def describe(count: int, givens: tuple[int, int], minimal: bool, label: str = "Sudoku") -> str:
+    """E.g. ``"20,000 training puzzles (22-44 givens)"``, for messages."""
+    low, high = givens
+    span = f"{low}" if low == high else f"{low}-{high}"
+    return f"{count:,} {label} puzzles ({span} givens{', minimal' if minimal else ''})"
 
 
 def generate(
@@ -101,9 +306,12 @@ def generate(
     *,
     start: int = 0,
     minimal: bool = False,
-    workers: int = 0,
+    workers: int | None = None,
+    label: str = "Sudoku",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Puzzles ``start .. start + count - 1`` of the set defined by ``(seed, givens, minimal)``.
+
+    Progress (count, rate, time left) goes to this module's logger when it takes a while.
 
     Args:
         count: number of puzzles.
@@ -111,21 +319,21 @@ def generate(
         seed: the set's seed (a non-negative int).
         start: index of the first puzzle, to produce a set in slices.
         minimal: generate minimal puzzles (no given can be removed) with givens in the range.
-        workers: worker processes (0 = this one); the result does not depend on it.
+        workers: processes generating (0 or 1: this one); by default every usable CPU when the
+            set takes more than a few seconds. The result does not depend on it.
+        label: what the puzzles are for, in the progress messages (``"training"``).
 
     Returns:
         (puzzles, solutions), (count, 81) uint8 each.
     """
-    if workers <= 1 or count < 2 * workers:
-        return _generate_range(seed, start, start + count, givens, minimal)
-    # Several chunks per worker even out the uneven cost of puzzles; spawn, because forking a
-    # process that has started torch's threads can deadlock.
-    bounds = np.linspace(start, start + count, 4 * workers + 1).astype(int).tolist()
-    context = multiprocessing.get_context("spawn")
-    work = partial(_generate_range, seed, givens=givens, minimal=minimal)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        parts = list(pool.map(work, bounds[:-1], bounds[1:]))
-    return np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
+    progress = Progress(log, f"generating {describe(count, givens, minimal, label)}", count)
+    processes = _processes(workers, count, minimal)
+    if processes == 1:
+        out = _generate_range(seed, start, start + count, givens, minimal, progress)
+    else:
+        out = _in_processes(seed, start, count, givens, minimal, processes, progress)
+    progress.finish()
+    return out
 
 
 def cache_name(count: int, givens: tuple[int, int], seed: int, minimal: bool = False) -> str:
@@ -141,11 +349,13 @@ def load_or_generate(
     seed: int = 0,
     *,
     minimal: bool = False,
-    workers: int = 0,
+    workers: int | None = None,
+    label: str = "Sudoku",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``generate(count, givens, seed, minimal=minimal)``, read from ``cache_dir`` when a
     previous call stored it there, else generated and stored (atomically, so concurrent ranks
-    may all write). Arrays ``puzzles`` and ``solutions`` in an ``.npz``."""
+    may all write). Arrays ``puzzles`` and ``solutions`` in an ``.npz``; ``workers`` and
+    ``label`` as in ``generate``."""
     path = Path(cache_dir) / cache_name(count, givens, seed, minimal)
     if path.exists():
         try:
@@ -156,7 +366,7 @@ def load_or_generate(
         if puzzles.shape != (count, 81) or solved.shape != (count, 81):
             raise DataError(f"{path}: cache holds {puzzles.shape} puzzles, expected ({count}, 81)")
         return puzzles, solved
-    puzzles, solved = generate(count, givens, seed, minimal=minimal, workers=workers)
+    puzzles, solved = generate(count, givens, seed, minimal=minimal, workers=workers, label=label)
     with atomic_write(path) as f:
         np.savez_compressed(f, puzzles=puzzles, solutions=solved)
     return puzzles, solved

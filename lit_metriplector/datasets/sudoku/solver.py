@@ -1,11 +1,18 @@
-"""An exact Sudoku solver: bitmask constraint propagation and backtracking, in pure Python.
+"""An exact Sudoku solver on one Python integer: propagation of singles, and backtracking.
 
-Each blank cell holds its candidates as a 9-bit mask (bit ``d - 1`` for digit ``d``). Placing a
-digit removes it from the cell's 20 peers; a peer left with one candidate is placed in turn
-(naked single), a digit with one place left in a unit is placed there (hidden single), and an
-empty candidate set or a digit with no place in a unit is a contradiction. When propagation
-stalls, the search branches on the blank cell with the fewest candidates. Python ints and lists
-beat numpy here: the work is many tiny, data-dependent steps.
+A board state is an integer of 9 x 81 bits: bit ``81 * (d - 1) + i`` is set while digit ``d`` may
+still go in cell ``i`` (a "block" of 81 bits per digit). Placing a digit is one AND with a
+precomputed mask (the digit leaves the cell's 20 peers, the other digits leave the cell).
+Propagation looks at all cells and units at once: a few shifts, ANDs and ORs of the whole integer
+tell, for every cell, row, column and box and every digit, whether a digit has at least one and
+at least two places. That gives the contradictions (a cell with no candidate, a digit with no
+place left in a unit), the naked singles (a cell with one candidate) and the hidden singles (a
+digit with one place in a unit); naked ones are placed first, as they are cheaper to find. When
+propagation stalls, the search branches on the blank cell with the fewest candidates.
+
+Python's integers suit this better than lists of cells or numpy: the work is many tiny,
+data-dependent steps, and one operation on a 729-bit integer costs little more than on a small
+one, so every cell and every unit is looked at for the price of a few operations.
 """
 
 from __future__ import annotations
@@ -14,175 +21,215 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .structure import BOX, COLUMN, ROW, UNITS
+from .structure import BOX, COLUMN, ROW
 
-_ALL = 0x1FF
-_POPCOUNT = tuple(bin(m).count("1") for m in range(512))
-_DIGIT = {1 << d: d + 1 for d in range(9)}  # single-bit mask -> digit
-_PEERS = tuple(
-    tuple(
-        j
+#: One block of 81 bits: a set of cells.
+CELLS = (1 << 81) - 1
+#: Every digit possible in every cell: the state of the empty board.
+EMPTY = (1 << 729) - 1
+#: Times a set of cells: those cells in every digit block.
+EVERY_DIGIT = sum(1 << 81 * d for d in range(9))
+
+
+def bit(cell: int, digit: int) -> int:
+    """The position of "``digit`` (1..9) in ``cell``" in a state."""
+    return 81 * (digit - 1) + cell
+
+
+def _peers(i: int) -> int:
+    return sum(
+        1 << j
         for j in range(81)
         if j != i and (ROW[i] == ROW[j] or COLUMN[i] == COLUMN[j] or BOX[i] == BOX[j])
     )
-    for i in range(81)
+
+
+_PEERS = [_peers(i) for i in range(81)]
+#: ``state & PLACE[bit(cell, digit)]`` places the digit: it leaves the peers, the others leave.
+PLACE = tuple(
+    EMPTY & ~(_PEERS[p % 81] << 81 * (p // 81) | (EVERY_DIGIT ^ 1 << 81 * (p // 81)) << p % 81)
+    for p in range(729)
 )
-_UNITS = tuple(tuple(int(i) for i in unit) for unit in UNITS)
-_RCB = tuple((int(ROW[i]), int(COLUMN[i]), int(BOX[i])) for i in range(81))
+_CELL = tuple(1 << p % 81 for p in range(729))  # the cell of a position, as a set
 
 
-def _place(grid: list[int], cand: list[int], i: int, bit: int) -> bool:
-    """Put ``bit`` in cell ``i`` and chase the naked singles it creates; False on contradiction."""
-    stack = [(i, bit)]
-    while stack:
-        i, bit = stack.pop()
-        if grid[i]:
-            if grid[i] != bit:
-                return False
-            continue
-        if not cand[i] & bit:
-            return False
-        grid[i] = bit
-        cand[i] = 0
-        for p in _PEERS[i]:
-            c = cand[p]
-            if c & bit:
-                c ^= bit
-                if not c:
-                    return False
-                cand[p] = c
-                if not c & (c - 1):
-                    stack.append((p, c))
-    return True
+def _first_of_each(groups: Sequence[int]) -> int:
+    """The first cell of each group, in every digit block."""
+    return sum(1 << g for g in groups) * EVERY_DIGIT
 
 
-def _propagate(grid: list[int], cand: list[int]) -> bool:
-    """Place hidden singles until none is left; False on contradiction."""
-    changed = True
-    while changed:
-        changed = False
-        for unit in _UNITS:
-            once = twice = placed = 0
-            for i in unit:
-                c = cand[i]
-                twice |= once & c
-                once |= c
-                placed |= grid[i]
-            if once | placed != _ALL:
-                return False  # some digit has no place left in this unit
-            hidden = once & ~twice
-            while hidden:
-                bit = hidden & -hidden
-                hidden ^= bit
-                for i in unit:
-                    if cand[i] & bit:
-                        if not _place(grid, cand, i, bit):
-                            return False
-                        changed = True
-                        break
-    return True
+# The cells of a unit are nine bits at the offsets {0, near, 2 near} + {0, far, 2 far} from the
+# unit's first cell, and so are the digit blocks of a cell (near 81, far 243). Whether at least
+# one and at least two of the nine are set is then a tree of shifts and ORs, with the pairs ANDed
+# on the way, read at the first bit: a handful of operations for all units and digits at once.
+# Per kind of unit: (near, 2 near, far, 2 far, the first cells in every digit block, the
+# multiplier that spreads a first cell over its unit).
+_UNIT_KINDS = (
+    (1, 2, 3, 6, _first_of_each(range(0, 81, 9)), 0x1FF),  # rows
+    (9, 18, 27, 54, _first_of_each(range(9)), sum(1 << 9 * r for r in range(9))),  # columns
+    (
+        1,
+        2,
+        9,
+        18,
+        _first_of_each((0, 3, 6, 27, 30, 33, 54, 57, 60)),
+        sum(1 << r * 9 + c for r in range(3) for c in range(3)),
+    ),  # boxes
+)
 
 
-def _search(
-    grid: list[int],
-    cand: list[int],
+def _hidden_singles(x: int) -> int | None:
+    """The positions of the digits that have one place left in a unit (placed ones included),
+    or None when a digit has no place left in some unit."""
+    found = 0
+    for near, near2, far, far2, first, spread in _UNIT_KINDS:
+        b, c = x >> near, x >> near2
+        ab = x | b
+        once, twice = ab | c, x & b | c & ab
+        b, c = once >> far, once >> far2
+        ab = once | b
+        once, twice = ab | c, twice | twice >> far | twice >> far2 | once & b | c & ab
+        if once & first != first:
+            return None
+        found |= x & (first & ~twice) * spread
+    return found
+
+
+def propagate(x: int, placed: int) -> tuple[int, int] | None:
+    """Place naked and hidden singles until none is left.
+
+    Args:
+        x: the state.
+        placed: the cells whose digit is placed (given or deduced), as a set of 81 bits.
+
+    Returns:
+        ``(x, placed)`` where propagation stalls, or None on a contradiction.
+    """
+    while True:
+        # Per cell, at least one and at least two candidates (the tree above, near 81, far 243).
+        b, c = x >> 81, x >> 162
+        ab = x | b
+        once, twice = ab | c, x & b | c & ab
+        b, c = once >> 243, once >> 486
+        ab = once | b
+        once, twice = ab | c, twice | twice >> 243 | twice >> 486 | once & b | c & ab
+        if once & CELLS != CELLS:
+            return None  # a cell with no candidate left
+        new = x & (CELLS & ~(twice | placed)) * EVERY_DIGIT
+        if not new:
+            hidden = _hidden_singles(x)
+            if hidden is None:
+                return None
+            new = hidden & ~(placed * EVERY_DIGIT)
+            if not new:
+                return x, placed
+        while new:
+            low = new & -new
+            new ^= low
+            p = low.bit_length() - 1
+            x &= PLACE[p]
+            placed |= _CELL[p]
+
+
+def _fewest_candidates(x: int, free: int) -> int:
+    """The first of the ``free`` cells with two candidates, else three, else the first one (an
+    almost empty board, as when drawing a random grid, has none with two or three)."""
+    # A 4-bit counter per cell (bit planes 1, 2, 4, 8), summed over the digit blocks.
+    ones = twos = fours = eights = 0
+    for d in range(9):
+        carry = x >> 81 * d & free
+        ones, carry = ones ^ carry, ones & carry
+        twos, carry = twos ^ carry, twos & carry
+        fours, carry = fours ^ carry, fours & carry
+        eights |= carry
+    big = fours | eights
+    for match in (twos & ~(ones | big), twos & ones & ~big, free):
+        if match:
+            return (match & -match).bit_length() - 1
+    raise ValueError("no free cell")
+
+
+def search(
+    x: int,
+    placed: int,
     limit: int,
-    found: list[list[int]],
-    rng: np.random.Generator | None,
+    found: list[int],
+    order: Sequence[Sequence[int]] | None = None,
 ) -> None:
-    """Append solutions (as bit lists) to ``found`` until there are ``limit`` of them."""
-    if not _propagate(grid, cand):
+    """Depth-first search: append the states of solutions to ``found`` until it holds ``limit``.
+
+    Args:
+        x: the state.
+        placed: the cells whose digit is placed, as a set of 81 bits.
+        limit: stop once ``found`` holds this many.
+        found: where solutions go (complete states).
+        order: per cell, the digits (1..9) in the order to try them at a branch; by default
+            ascending. Random orders give random grids; a known solution's digit first finds a
+            solution close to it.
+    """
+    state = propagate(x, placed)
+    if state is None:
         return
-    best, best_n = -1, 10
-    for i in range(81):
-        c = cand[i]
-        if c:
-            n = _POPCOUNT[c]
-            if n < best_n:
-                best, best_n = i, n
-                if n == 2:
-                    break
-    if best < 0:
-        found.append(grid)
+    x, placed = state
+    if placed == CELLS:
+        found.append(x)
         return
-    c = cand[best]
-    bits = [1 << d for d in range(9) if c >> d & 1]
-    if rng is not None:
-        bits = [bits[k] for k in rng.permutation(len(bits))]
-    for bit in bits:
-        g, k = grid[:], cand[:]
-        if _place(g, k, best, bit):
-            _search(g, k, limit, found, rng)
+    cell = _fewest_candidates(x, CELLS & ~placed)
+    for digit in order[cell] if order is not None else range(1, 10):
+        p = 81 * (digit - 1) + cell  # bit(cell, digit)
+        if x >> p & 1:
+            search(x & PLACE[p], placed | 1 << cell, limit, found, order)
             if len(found) >= limit:
                 return
 
 
-def _start(board: Sequence[int]) -> tuple[list[int], list[int]] | None:
-    """The search state of a board (bits of the givens, candidates of the blanks), or None when
-    two givens conflict or a blank has no candidate."""
-    rows, cols, boxes = [0] * 9, [0] * 9, [0] * 9
-    grid = [0] * 81
-    for i, d in enumerate(board):
-        if d:
-            bit = 1 << (int(d) - 1)
-            r, c, b = _RCB[i]
-            if (rows[r] | cols[c] | boxes[b]) & bit:
+def start(board: Sequence[int]) -> tuple[int, int] | None:
+    """The state of a board and its placed cells, or None when two givens conflict."""
+    x, placed = EMPTY, 0
+    for cell, digit in enumerate(board):
+        if digit:
+            p = 81 * (int(digit) - 1) + cell  # int: numpy's uint8 would wrap
+            if not x >> p & 1:
                 return None
-            rows[r] |= bit
-            cols[c] |= bit
-            boxes[b] |= bit
-            grid[i] = bit
-    cand = [0] * 81
-    singles = []
-    for i in range(81):
-        if not grid[i]:
-            r, c, b = _RCB[i]
-            m = _ALL & ~(rows[r] | cols[c] | boxes[b])
-            if not m:
-                return None
-            cand[i] = m
-            if not m & (m - 1):
-                singles.append((i, m))
-    for i, bit in singles:
-        if not _place(grid, cand, i, bit):
-            return None
-    return grid, cand
+            x &= PLACE[p]
+            placed |= 1 << cell
+    return x, placed
+
+
+def digits(x: int) -> list[int]:
+    """The 81 digits of a complete state (0 where a cell has none)."""
+    out = [0] * 81
+    for d in range(9):
+        block = x >> 81 * d & CELLS
+        while block:
+            low = block & -block
+            block ^= low
+            out[low.bit_length() - 1] = d + 1
+    return out
 
 
 def solutions(
-    board: Sequence[int] | np.ndarray,
-    limit: int = 2,
-    exclude: tuple[int, int] | None = None,
-    rng: np.random.Generator | None = None,
+    board: Sequence[int] | np.ndarray, limit: int = 2, exclude: tuple[int, int] | None = None
 ) -> list[list[int]]:
     """Up to ``limit`` solutions of a board, as lists of 81 digits.
 
     Args:
         board: 81 digits, 0 = blank (any sequence of ints, or a numpy array).
         limit: stop searching once this many solutions are found.
-        exclude: ``(cell, digit)``: a blank cell that must not take this digit. "Does the puzzle
+        exclude: ``(cell, digit)``: a cell that must not take this digit. "Does the puzzle
             without this given have a solution other than the known one?" is one such search,
             cheaper than counting to two.
-        rng: when given, branches are tried in random digit order (for random full grids).
     """
-    state = _start(board.tolist() if isinstance(board, np.ndarray) else board)
+    state = start(board.tolist() if isinstance(board, np.ndarray) else board)
     if state is None:
         return []
-    grid, cand = state
+    x, placed = state
     if exclude is not None:
-        i, d = exclude
-        if grid[i] == 1 << (d - 1):
-            return []
-        if not grid[i]:
-            c = cand[i] & ~(1 << (d - 1))
-            if not c:
-                return []
-            cand[i] = c
-            if not c & (c - 1) and not _place(grid, cand, i, c):
-                return []
-    found: list[list[int]] = []
-    _search(grid, cand, limit, found, rng)
-    return [[_DIGIT[b] for b in g] for g in found]
+        cell, digit = exclude
+        x &= ~(1 << bit(cell, digit))
+    found: list[int] = []
+    search(x, placed, limit, found)
+    return [digits(s) for s in found]
 
 
 def count_solutions(board: Sequence[int] | np.ndarray, limit: int = 2) -> int:
