@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from lit_metriplector.callbacks.coupling import coupling_image, recovery_metrics
-from lit_metriplector.core import DenseGraph, State, rollout
-from lit_metriplector.core.coupling import (
+from lit_metriplector.core import (
     CoupledSystem,
+    DenseGraph,
     SharedCoupling,
-    couple,
-    laplacian,
+    State,
+    rollout,
     stress_energy,
 )
-from lit_metriplector.core.readout import stress_energy as dense_stress_energy
+from lit_metriplector.core.coupling import couple, laplacian
 from lit_metriplector.datamodules import SudokuDataModule
 from lit_metriplector.datamodules.sudoku import AugmentationSampler, parse_set, set_name
 from lit_metriplector.datasets.sudoku import generate, is_valid_solution, peers
@@ -71,7 +71,7 @@ def test_coupled_system_equals_the_dense_graph_system():
     assert torch.allclose(system.operator_diagonal(phi), dense.operator_diagonal(phi), atol=1e-12)
     assert torch.allclose(system.hamiltonian(phi, pi), dense.hamiltonian(phi, pi), atol=1e-12)
     assert torch.allclose(system.force(phi), dense.force(phi), atol=1e-12)
-    reference = dense_stress_energy(dense, phi, pi)
+    reference = stress_energy(dense, phi, pi)
     assert torch.allclose(stress_energy(system, phi, pi), reference, atol=1e-12)
     # sum_x T00 = H
     t00 = stress_energy(system, phi, pi)[:, :, 0].flatten(1).sum(1)

@@ -1,19 +1,34 @@
 """The Metriplector primitive in plain torch (no Lightning): lattices, the configured system and
 its metriplectic dynamics, the CG equilibrium with implicit gradients, integrators, the
-stress-energy readout and the layer that ties them together."""
+stress-energy readout and the layer that ties them together.
 
-from .integrators import Diagnostics, euler_step, rollout, strang_step
+These names are the core's API: the rest of the package imports nothing else from it
+(``tests/test_architecture.py`` checks)."""
+
+from .coupling import CoupledSystem, SharedCoupling
+from .integrators import cayley, euler_step, rollout, strang_step
 from .lattice import Chain1D, DenseGraph, Grid2D, Lattice, RegularGrid
-from .layer import DynamicsReport, Equilibrium, Heads, MetriplectorLayer, Rollout
-from .modes import exact_rollout, exact_step
+from .layer import DynamicsReport, Equilibrium, Heads, MetriplectorLayer, Rollout, stable_dt
+from .modes import (
+    drive_gain,
+    exact_rollout,
+    exact_step,
+    fixed_point,
+    from_eigen,
+    mass2,
+    mode_system,
+    propagator,
+)
 from .readout import noether_charges, stress_energy, stress_energy_components
-from .scan import linear_recurrence
-from .solver import CGOptions, SolveInfo, conjugate_gradient, solve
-from .system import State, System
+from .scan import cmul, linear_recurrence
+from .solver import TALLY, CGOptions, SolveInfo, conjugate_gradient, solve
+from .system import Diagnostics, State, System, ledger_dtype
 
 __all__ = [
+    "TALLY",
     "CGOptions",
     "Chain1D",
+    "CoupledSystem",
     "DenseGraph",
     "Diagnostics",
     "DynamicsReport",
@@ -24,17 +39,28 @@ __all__ = [
     "MetriplectorLayer",
     "RegularGrid",
     "Rollout",
+    "SharedCoupling",
     "SolveInfo",
     "State",
     "System",
+    "cayley",
+    "cmul",
     "conjugate_gradient",
+    "drive_gain",
     "euler_step",
     "exact_rollout",
     "exact_step",
+    "fixed_point",
+    "from_eigen",
+    "ledger_dtype",
     "linear_recurrence",
+    "mass2",
+    "mode_system",
     "noether_charges",
+    "propagator",
     "rollout",
     "solve",
+    "stable_dt",
     "strang_step",
     "stress_energy",
     "stress_energy_components",

@@ -17,10 +17,10 @@ weighted degree, every quantity of the edge sum is a matrix product (``O(N^2)`` 
     sum_e kappa_e (grad_e phi)^2 / 2, per site (each edge gives half to each endpoint)
                      = [d phi^2 - 2 phi k K(k phi) + k K(k phi^2)] / 4
 
-``CoupledSystem`` is a ``System`` with these three methods replaced, so the core's Hamiltonian,
-brackets, vector field and integrators (``euler``, ``strang`` without mobility) run on it
-unchanged; ``dense()`` returns the same system as a plain ``DenseGraph`` ``System`` (for tests).
-``stress_energy`` reads ``T^00`` and ``L`` per site and field like the core's dense-graph readout.
+``CoupledSystem`` is a ``System`` with these methods replaced, so the core's Hamiltonian,
+brackets, vector field, integrators (``euler``, ``strang`` without mobility) and
+``stress_energy`` (``T^00`` and ``L`` per site and field) run on it unchanged; ``dense()``
+returns the same system as a plain ``DenseGraph`` ``System`` (for tests).
 
 ``SharedCoupling`` is the learned ``K``: ``K_xy = (scale / (N - 1)) sigmoid(S_xy)`` with ``S``
 symmetrised, so every weighted degree is below ``scale`` and ``A``'s graph part is bounded by
@@ -125,6 +125,11 @@ class CoupledSystem(System):
         k_k, k_phi, k_phi2 = self._coupled(k.expand_as(phi), k * phi, k * phi**2)
         return 0.25 * k * (k_k * phi**2 - 2 * phi * k_phi + k_phi2)
 
+    def site_gradient_energy(self, phi: Tensor) -> Tensor:
+        """``gradient_energy``: already per site, so the core's ``stress_energy`` reads ``T^00``
+        and ``L`` of a coupled system without forming its edges."""
+        return self.gradient_energy(phi)
+
     def edge_conductance(self) -> Tensor:
         """The edge conductances ``kappa_xy = k_x K_xy k_y`` ``(B, C, N, N)``: big, for tests
         and pictures only."""
@@ -147,16 +152,6 @@ class CoupledSystem(System):
             temperature=self.temperature,
             **fields,
         )
-
-
-def stress_energy(system: CoupledSystem, phi: Tensor, pi: Tensor | None = None) -> Tensor:
-    """``T^00`` and ``L`` per site and field, ``(B, C, 2, N)``, as ``core.readout.stress_energy``
-    reads them on a dense graph: ``T^00 = pi^2/2 + <kappa (d phi)^2>/2 + V`` (summing to ``H``)
-    and ``L = pi^2/2 - <kappa (d phi)^2>/2 - V``."""
-    kinetic = torch.zeros_like(phi) if pi is None else 0.5 * pi**2
-    gradient = system.gradient_energy(phi)
-    potential = system.potential(phi)
-    return torch.stack([kinetic + gradient + potential, kinetic - gradient - potential], dim=2)
 
 
 class SharedCoupling(nn.Module):

@@ -19,15 +19,15 @@ ledger ``E - W_ext`` is the conserved quantity.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from .modes import exact_rollout
 from .preconditioners import Preconditioner
 from .solver import CGOptions, solve, solve_dtype
-from .system import State, System, channel_mix, ledger_dtype
+from .system import Diagnostics, State, System, channel_mix, ledger_dtype
 
 Method = Literal["euler", "strang", "exact"]
 
@@ -154,34 +154,6 @@ def strang_step(
     return friction_step(system, rotation_step(system, state, half), half)
 
 
-@dataclass
-class Diagnostics:
-    """Per-step ledgers of a rollout, each ``(steps + 1, B)``; row 0 is the initial state.
-
-    ``work`` is the cumulative external work done by changing sources, so ``energy - work`` is
-    conserved by the exact dynamics.
-    """
-
-    hamiltonian: Tensor
-    energy: Tensor
-    entropy: Tensor
-    work: Tensor
-
-    @property
-    def ledger(self) -> Tensor:
-        return self.energy - self.work
-
-    def relative_drift(self) -> Tensor:
-        """Largest ``|ledger_t - ledger_0|`` over the rollout, relative to the energy scale."""
-        ledger = self.ledger
-        scale = self.hamiltonian.abs().amax(0).clamp_min(1e-12)
-        return ((ledger - ledger[:1]).abs().amax(0) / scale).detach()
-
-    def entropy_production(self) -> Tensor:
-        """Per-step entropy change ``(steps, B)``: never negative for the exact dynamics."""
-        return self.entropy.diff(dim=0)
-
-
 def rollout(
     system: System,
     state: State,
@@ -225,8 +197,6 @@ def _rollout(system, state, dt, steps, method, sources, diagnostics, options):
     if sources is not None and len(sources) < steps:
         raise ValueError(f"{len(sources)} sources given for {steps} steps")
     if method == "exact":
-        from .modes import exact_rollout  # modes builds on this module's Diagnostics
-
         return exact_rollout(system, state, dt, steps, sources, diagnostics)
     records: list[tuple[Tensor, ...]] = []
     work = torch.zeros(state.phi.shape[0], dtype=state.phi.dtype, device=state.phi.device)

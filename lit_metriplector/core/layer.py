@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .integrators import Diagnostics, Method, rollout
+from .integrators import Method, rollout
 from .lattice import Lattice
 from .readout import stress_energy, stress_energy_components
 from .solver import CGOptions, SolveInfo, solve
-from .system import State, System
+from .system import Diagnostics, State, System
 
 Branch = Literal["dissipative", "hamiltonian", "full"]
 

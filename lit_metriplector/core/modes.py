@@ -35,10 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .integrators import Diagnostics
 from .lattice import DenseGraph
 from .scan import Complex, cadd, cmul, linear_recurrence
-from .system import State, System
+from .system import Diagnostics, State, System
 
 
 def mass2(frequency: Tensor, friction: Tensor) -> Tensor:

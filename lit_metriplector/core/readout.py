@@ -36,8 +36,8 @@ def stress_energy(system: System, phi: Tensor, pi: Tensor | None = None) -> Tens
     ``stress_energy_components`` (grid: 6, chain: 3, dense graph: ``T^00`` and ``L``)."""
     lattice = system.lattice
     kinetic = torch.zeros_like(phi) if pi is None else 0.5 * pi**2
-    grad = lattice.grad(phi)
-    gradient = lattice.edge_to_site(system.gradient_energy(phi))  # <kappa (d phi)^2> / 2
+    grad = lattice.grad(phi) if lattice.dim else None  # a dense graph's is (B, C, N, N): unused
+    gradient = system.site_gradient_energy(phi)  # <kappa (d phi)^2> / 2
     potential = system.potential(phi)
     t00 = kinetic + gradient + potential
     lagrangian = kinetic - gradient - potential

@@ -37,6 +37,35 @@ class State(NamedTuple):
         return State(*(None if t is None else t.to(dtype) for t in self))
 
 
+# Beside ``State`` (not in integrators.py): ``modes.exact_rollout`` records it too.
+@dataclass
+class Diagnostics:
+    """Per-step ledgers of a rollout, each ``(steps + 1, B)``; row 0 is the initial state.
+
+    ``work`` is the cumulative external work done by changing sources, so ``energy - work`` is
+    conserved by the exact dynamics.
+    """
+
+    hamiltonian: Tensor
+    energy: Tensor
+    entropy: Tensor
+    work: Tensor
+
+    @property
+    def ledger(self) -> Tensor:
+        return self.energy - self.work
+
+    def relative_drift(self) -> Tensor:
+        """Largest ``|ledger_t - ledger_0|`` over the rollout, relative to the energy scale."""
+        ledger = self.ledger
+        scale = self.hamiltonian.abs().amax(0).clamp_min(1e-12)
+        return ((ledger - ledger[:1]).abs().amax(0) / scale).detach()
+
+    def entropy_production(self) -> Tensor:
+        """Per-step entropy change ``(steps, B)``: never negative for the exact dynamics."""
+        return self.entropy.diff(dim=0)
+
+
 def ledger_dtype(dtype: torch.dtype) -> torch.dtype:
     """Precision for solves and energy ledgers: at least float32, whatever autocast chose."""
     return torch.promote_types(dtype, torch.float32)
@@ -145,6 +174,11 @@ class System:
     def gradient_energy(self, phi: Tensor) -> Tensor:
         """Edge energy ``kappa (grad phi)^2 / 2`` per edge and field."""
         return 0.5 * self.kappa * self.lattice.grad(phi) ** 2
+
+    def site_gradient_energy(self, phi: Tensor) -> Tensor:
+        """``<kappa (d phi)^2> / 2``: the edge energy shared out to the sites ``(B, C, *sites)``
+        (``lattice.edge_to_site``), as ``stress_energy`` reads it."""
+        return self.lattice.edge_to_site(self.gradient_energy(phi))
 
     def hamiltonian(self, phi: Tensor, pi: Tensor | None = None) -> Tensor:
         """``H(phi, pi)`` per sample, shape ``(B,)``."""

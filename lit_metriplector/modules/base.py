@@ -19,8 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from ..core import DynamicsReport
-from ..core.solver import TALLY
+from ..core import TALLY, DynamicsReport
 from ..errors import ConfigError, DivergenceError
 from .divergence import describe_reports, nonfinite_gradient
 

@@ -59,9 +59,10 @@ from ..core import (
     Rollout,
     State,
     System,
+    cayley,
     noether_charges,
+    stable_dt,
 )
-from ..core.layer import stable_dt
 
 Integrator = Literal["euler", "strang"]
 
@@ -571,8 +572,6 @@ class GridLayer(MetriplectorLayer):
         with the friction decay and the Cayley rotation computed once, the mobility step by
         ``_GridSolve``, and the entropy (friction and mobility heat, as the core books it) only
         when diagnostics are asked for."""
-        from ..core.integrators import cayley
-
         steps, options = self.dynamics.steps, self.dynamics.solver
         tol, max_iter = options.tol, options.max_iter or 100
         neighbours = _neighbours(c.kv, c.kh)

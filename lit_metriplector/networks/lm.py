@@ -61,10 +61,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import DynamicsReport, State, rollout
-from ..core.modes import drive_gain, fixed_point, from_eigen, mass2, mode_system, propagator
-from ..core.scan import cmul, linear_recurrence
-from ..core.system import ledger_dtype
+from ..core import (
+    DynamicsReport,
+    State,
+    cmul,
+    drive_gain,
+    fixed_point,
+    from_eigen,
+    ledger_dtype,
+    linear_recurrence,
+    mass2,
+    mode_system,
+    propagator,
+    rollout,
+)
 from .gpt import gpt2_init
 
 SOFTPLUS_ONE = math.log(math.expm1(1.0))  # softplus(SOFTPLUS_ONE) = 1

@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import DynamicsReport
-from ..core.scan import linear_recurrence
-from ..core.system import ledger_dtype
+from ..core import DynamicsReport, ledger_dtype, linear_recurrence
 from .gpt import gpt2_init
 from .lm import GatedMLP, _log_uniform
 

@@ -37,8 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import DenseGraph, DynamicsReport, State, rollout
-from ..core.coupling import CoupledSystem, SharedCoupling, stress_energy
+from ..core import (
+    CoupledSystem,
+    DenseGraph,
+    DynamicsReport,
+    SharedCoupling,
+    State,
+    rollout,
+    stress_energy,
+)
 
 CELLS = 81
 DIGITS = 9
