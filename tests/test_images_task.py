@@ -22,7 +22,8 @@ from lit_metriplector.datamodules import (
 from lit_metriplector.datamodules.images import BatchAugmentation, crop_flip, mix
 from lit_metriplector.modules import ClassificationTask
 from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
-from lit_metriplector.networks.images import GridLayer, _EulerRollout, _GridSolve, fast_asinh
+from lit_metriplector.networks.images import GridLayer, _EulerRollout, _GridSolve
+from lit_metriplector.networks.layers import fast_asinh
 from tests.test_image_data import fake_cifar10_members, fake_cifar100, fake_mnist, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]

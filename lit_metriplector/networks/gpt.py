@@ -9,8 +9,6 @@ the logits of every position and an empty list (there is no physics to report), 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -18,38 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import DynamicsReport
-
-KeysValues = tuple[Tensor, Tensor]
-
-
-def empty_cache(
-    embedding: Tensor,
-    heads: int,
-    layers: int,
-    batch_size: int,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> list[KeysValues]:
-    """Empty keys and values ``(B, heads, 0, head size)`` per layer, with the device and dtype of
-    the token ``embedding`` weight unless given."""
-    device = embedding.device if device is None else device
-    dtype = embedding.dtype if dtype is None else dtype
-    shape = (batch_size, heads, 0, embedding.shape[1] // heads)
-    empty = torch.empty(shape, device=device, dtype=dtype)
-    return [(empty, empty)] * layers
-
-
-def gpt2_init(model: nn.Module, residual: Iterable[nn.Linear], layers: int) -> None:
-    """GPT-2's initialisation: weights of linear maps and embeddings ``N(0, 0.02)``, biases zero,
-    and the projections that end residual branches ``N(0, 0.02 / sqrt(2 layers))`` so the
-    residual stream's variance does not grow with depth."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-    for proj in residual:
-        nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * layers))
+from .layers import KeysValues, empty_cache, gpt2_init
 
 
 @dataclass

@@ -75,23 +75,9 @@ from ..core import (
     propagator,
     rollout,
 )
-from .gpt import gpt2_init
+from .layers import GatedMLP, gpt2_init, log_uniform
 
 SOFTPLUS_ONE = math.log(math.expm1(1.0))  # softplus(SOFTPLUS_ONE) = 1
-
-
-class GatedMLP(nn.Module):
-    """SwiGLU: ``W_out (silu(W_gate x) * W_in x)``."""
-
-    def __init__(self, width: int, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.up = nn.Linear(width, 2 * hidden, bias=False)
-        self.down = nn.Linear(hidden, width, bias=False)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.up(x).chunk(2, dim=-1)
-        return self.dropout(self.down(F.silu(gate) * value))
 
 
 class CausalConv(nn.Conv1d):
@@ -174,8 +160,8 @@ class OscillatorBlock(nn.Module):
         self.heads = nn.Linear(width, (2 + input_friction + input_frequency) * modes)
         # A spread of frequencies and damping times (log-uniform), as in S4D / LRU: each layer
         # sees the past at every scale from the last few bytes to far beyond the context.
-        self.log_frequency = nn.Parameter(_log_uniform(modes, *frequency_range))
-        self.log_friction = nn.Parameter(math.log(2) - _log_uniform(modes, *timescale_range))
+        self.log_frequency = nn.Parameter(log_uniform(modes, *frequency_range))
+        self.log_friction = nn.Parameter(math.log(2) - log_uniform(modes, *timescale_range))
         self.pair_angle = nn.Parameter(torch.zeros(modes // 2)) if coupling else None
         self.dt_init = dt_init
         self.dt_bias = math.log(math.expm1(dt_init))  # softplus(dt_bias) = dt_init
@@ -387,11 +373,6 @@ class OscillatorBlock(nn.Module):
         produced = ledger.entropy[-1] - ledger.entropy[0]
         last = system.replace(source=sources[-1, ..., None])
         return DynamicsReport(produced, last, final, ledger)
-
-
-def _log_uniform(n: int, low: float, high: float) -> Tensor:
-    """``log`` of ``n`` values spread log-uniformly over ``[low, high]``, in random order."""
-    return torch.empty(n).uniform_(math.log(low), math.log(high))
 
 
 def _pair_diagonal(omega2: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

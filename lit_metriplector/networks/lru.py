@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import DynamicsReport, ledger_dtype, linear_recurrence
-from .gpt import gpt2_init
-from .lm import GatedMLP, _log_uniform
+from .layers import GatedMLP, gpt2_init, log_uniform
 
 
 class RecurrentBlock(nn.Module):
@@ -46,8 +45,8 @@ class RecurrentBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width)
         self.heads = nn.Linear(width, 3 * states)  # input (real, imaginary) and step per state
         self.gate = nn.Linear(width, width, bias=False)
-        self.log_frequency = nn.Parameter(_log_uniform(states, *frequency_range))
-        self.log_decay = nn.Parameter(-_log_uniform(states, *timescale_range))  # nu = 1 / time
+        self.log_frequency = nn.Parameter(log_uniform(states, *frequency_range))
+        self.log_decay = nn.Parameter(-log_uniform(states, *timescale_range))  # nu = 1 / time
         self.dt_bias = math.log(math.expm1(dt_init))
         self.out = nn.Linear(2 * states, width)
         self.norm2 = nn.LayerNorm(width)

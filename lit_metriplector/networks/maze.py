@@ -24,6 +24,7 @@ from ..core import (
     System,
 )
 from ..datasets.mazes import Channel
+from .layers import conv_stack
 
 MAZE_SOLVER = CGOptions(tol=1e-5, preconditioner="elimination")
 
@@ -50,17 +51,6 @@ def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
     return System(
         lattice, kappa, mass2=torch.full_like(source, mass2) if mass2 else None, source=source
     )
-
-
-def conv_stack(in_channels: int, width: int, layers: int, kernel_size: int = 3) -> nn.Sequential:
-    """``layers`` same-padded convolutions with GELU, the receptive field of the heads."""
-    modules: list[nn.Module] = []
-    for i in range(layers):
-        conv = nn.Conv2d(
-            in_channels if i == 0 else width, width, kernel_size, padding=kernel_size // 2
-        )
-        modules += [conv, nn.GELU()]
-    return nn.Sequential(*modules)
 
 
 class MazeNetwork(nn.Module):

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import DynamicsReport
-from .gpt import KeysValues, empty_cache, gpt2_init
-from .lm import GatedMLP
+from .layers import GatedMLP, KeysValues, empty_cache, gpt2_init
 
 
 def rotary(positions: Tensor, head_width: int, base: float, dtype: torch.dtype) -> Tensor:

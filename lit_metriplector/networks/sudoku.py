@@ -46,16 +46,10 @@ from ..core import (
     rollout,
     stress_energy,
 )
+from .layers import fast_asinh
 
 CELLS = 81
 DIGITS = 9
-
-
-def fast_asinh(x: Tensor) -> Tensor:
-    """``asinh`` from elementary ops, ``log1p(a + a^2 / (1 + sqrt(1 + a^2)))`` with the sign of
-    ``x``: accurate near 0 and several times faster than ``torch.asinh`` on this CPU."""
-    a = x.abs()
-    return torch.copysign(torch.log1p(a + a * a / (1 + torch.sqrt(1 + a * a))), x)
 
 
 def given_graph(heads: int, scale: float) -> Tensor:

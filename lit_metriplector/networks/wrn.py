@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import CGOptions, DynamicsReport
-from .images import ImageMetriplector, Integrator, Pointwise, StagedImageNetwork
+from .images import ImageMetriplector, Integrator, StagedImageNetwork
+from .layers import Pointwise
 
 
 def count(module: nn.Module) -> int:
