@@ -88,9 +88,6 @@ class Augmentation:
         return (self.mixup > 0 or self.cutmix > 0) and self.mix_probability > 0
 
 
-NO_AUGMENTATION = Augmentation(crop_padding=0, flip=False)
-
-
 def crop_flip(images: Tensor, padding: int, flip: bool) -> Tensor:
     """Random crops of the original size from the zero-padded images, each flipped
     horizontally with probability 1/2: one gather over the batch, any dtype.

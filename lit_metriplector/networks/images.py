@@ -464,7 +464,8 @@ class GridLayer(MetriplectorLayer):
                 steps,
             )
             return State(phi, pi if self.momenta else None, phi.new_zeros(0)), None
-        # constant within the rollout: neighbour conductances per site and the diagonal of A
+        # diagnostics: the same steps in autograd, recording every state and the entropy.
+        # Constant within the rollout: neighbour conductances per site and the diagonal of A
         down, up = F.pad(c.kv, (0, 0, 0, 1)), F.pad(c.kv, (0, 0, 1, 0))
         right, left = F.pad(c.kh, (0, 1)), F.pad(c.kh, (1, 0))
         diag = down + up + right + left
@@ -497,18 +498,16 @@ class GridLayer(MetriplectorLayer):
                 new_pi = new_pi.addcmul(dt, h, value=-1)
             else:
                 new_pi = None
-            if diagnostics:
-                with torch.no_grad():
-                    heat = torch.zeros_like(h)
-                    if c.gamma is not None:
-                        heat = heat + c.gamma * pi**2
-                    if c.mobility is not None:
-                        heat = heat + c.mobility * h**2
-                    s = s + dt * heat.sum(1)
-                states.append((new_phi, new_pi, s))
+            with torch.no_grad():
+                heat = torch.zeros_like(h)
+                if c.gamma is not None:
+                    heat = heat + c.gamma * pi**2
+                if c.mobility is not None:
+                    heat = heat + c.mobility * h**2
+                s = s + dt * heat.sum(1)
+            states.append((new_phi, new_pi, s))
             phi, pi = new_phi, new_pi
-        final = State(phi, pi, s)
-        return final, (_ledger(c.system(), states) if diagnostics else None)
+        return State(phi, pi, s), _ledger(c.system(), states)
 
     # --- the fused strang rollout --------------------------------------------------------------
 
@@ -837,7 +836,6 @@ class ImageMetriplector(StagedImageNetwork):
             rotation=rotation,
             solver=solver or CGOptions(tol=1e-5),
         )
-        self.time_limit = limit
 
         def mixer(stage: int, width: int, c: int) -> nn.Module:
             return _Mixer(GridLayer(width, c, dynamics, heads))

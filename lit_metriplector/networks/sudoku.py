@@ -111,7 +111,7 @@ class SudokuNetwork(nn.Module):
         self.fields, self.heads, self.steps = fields, heads, steps
         self.iterations, self.test_iterations = iterations, test_iterations
         self.train_iterations = None if train_iterations is None else tuple(train_iterations)
-        self.graph_kind, self.integrator, self.readout = graph, integrator, readout
+        self.integrator, self.readout = integrator, readout
         self.max_mass2 = max_mass2
         self.max_dt = 1.8 / math.sqrt(2 * coupling_scale + max_mass2)
         if not 0 < dt < self.max_dt:

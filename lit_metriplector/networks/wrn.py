@@ -110,10 +110,6 @@ class DepthwiseMixer(nn.Module):
         self.spatial = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
         self.project = Pointwise(hidden, width)
 
-    @staticmethod
-    def parameters_for(width: int, hidden: int) -> int:
-        return 2 * width * hidden + 11 * hidden + width
-
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, None, None]:
         y = F.gelu(self.spatial(F.gelu(self.expand(x))))
         return self.project(y), None, None
@@ -169,7 +165,6 @@ class DepthwiseTwin(StagedImageNetwork):
                 stem_stride,
                 solver,
             )
-        target = count(twin_of)
         # Per stage, the hidden width whose mixer has the Metriplector mixer's parameters; the
         # classifier reads no charges here, so the last stage absorbs that difference.
         mixers = [count(blocks[0].mixer) for blocks in twin_of.stages]
@@ -179,7 +174,6 @@ class DepthwiseTwin(StagedImageNetwork):
         charges = count(twin_of.classifier) - (widths[-1] + 1) * num_classes
         per_unit = (2 * widths[-1] + 11) * depths[-1]
         hidden[-1] = max(1, hidden[-1] + round(charges / per_unit))
-        self.target_parameters = target
 
         def mixer(stage: int, width: int, c: int) -> nn.Module:
             return DepthwiseMixer(width, hidden[stage])
