@@ -8,11 +8,12 @@ version: numpy keeps ``Generator`` streams stable in practice but does not promi
 A puzzle is a random full grid with givens removed in a random order, each only if the solution
 stays unique. Most of the time goes to that test, so it is done in the cheapest way that decides:
 a given that the other givens force (its units hold the eight other digits, or its digit has no
-other place in one of its units) can always go; otherwise a search looks for a solution with
-another digit in the cell, trying the grid's digit first everywhere else. Below ``_LOCAL_BELOW``
-givens most removals fail, and the other solution usually differs from the grid only in the
-cell's band and stack: a search with the other cells fixed to the grid finds it far sooner,
-and only when it finds none does the full search run.
+other place in one of its units) can always go; one that is the last given of a rectangle of the
+grid (two digits crosswise in two rows, two columns and two boxes, which could swap) must stay;
+otherwise a search looks for a solution with another digit in the cell, trying the grid's digit
+first everywhere else. Below ``_LOCAL_BELOW`` givens most removals fail, and the other solution
+usually differs from the grid only in the cell's band and stack: a search with the other cells
+fixed to the grid finds it far sooner, and only when it finds none does the full search run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .structure import BOX, COLUMN, ROW
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a change to the algorithm changes the puzzles a seed gives (cache names).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # A minimal puzzle above the range means a fresh grid; past this many the range is unreachable.
 _MAX_TRIES = 1000
@@ -45,8 +46,8 @@ _LOCAL_BELOW = 36
 # this process by default: starting a worker process costs about a second.
 _PARALLEL_FROM = 3000
 _MINIMAL_COST = 3
-# Puzzles per task of a worker process.
-_CHUNK = 250
+# Puzzles per task of a worker process, at most.
+_CHUNK = 100
 
 _ALL_DIGITS = 0x1FF
 _UNITS_OF = tuple((int(ROW[i]), 9 + int(COLUMN[i]), 18 + int(BOX[i])) for i in range(81))
@@ -61,6 +62,22 @@ _OUTSIDE = tuple(
     for b in range(9)
 )
 _OUTSIDE_CELLS = tuple(sum(1 << j for j in cells) for cells in _OUTSIDE)
+# Rectangles: two rows of a band and two columns of different stacks meet in four cells of two
+# boxes, and so do two columns of a stack and two rows of different bands. _RECTANGLES holds the
+# cells of each and their set, in the order of (rows or columns, which two, which two across).
+_ROWS_IN_BAND = np.array(
+    [(3 * b + i, 3 * b + j) for b in range(3) for i, j in ((0, 1), (0, 2), (1, 2))]
+).T
+_COLUMNS_APART = np.array([(i, j) for i in range(9) for j in range(i + 1, 9) if i // 3 != j // 3]).T
+_RECTANGLES = tuple(
+    (cells, sum(1 << cell for cell in cells))
+    for cells in (
+        tuple(9 * c + r if transposed else 9 * r + c for r in rows for c in columns)
+        for transposed in (False, True)
+        for rows in _ROWS_IN_BAND.T.tolist()
+        for columns in _COLUMNS_APART.T.tolist()
+    )
+)
 # Per digit: the digits in the order a search tries them, that digit first.
 _FIRST = tuple((d, *(e for e in range(1, 10) if e != d)) for d in range(10))
 _DIAGONAL_BOXES = tuple(tuple(j for j in range(81) if BOX[j] == b) for b in (0, 4, 8))
@@ -68,8 +85,8 @@ _DIAGONAL_BOXES = tuple(tuple(j for j in range(81) if BOX[j] == b) for b in (0, 
 
 def _grid(rng: np.random.Generator) -> list[int]:
     """A random complete valid grid as a list: the three boxes on the diagonal (independent of
-    each other) get random permutations, then the solver fills the rest trying the digits of
-    each cell in a random order."""
+    each other) get random permutations, then the solver fills the rest cell by cell, trying the
+    digits of each cell in a random order."""
     order = rng.permuted(np.tile(np.arange(1, 10), (81, 1)), axis=1).tolist()
     x, placed = EMPTY, 0
     for cells in _DIAGONAL_BOXES:
@@ -77,8 +94,24 @@ def _grid(rng: np.random.Generator) -> list[int]:
             x &= PLACE[bit(cell, digit)]
             placed |= 1 << cell
     found: list[int] = []
-    search(x, placed, 1, found, order)
+    search(x, placed, 1, found, order, first_blank=True)
     return digits(found[0])
+
+
+def _rectangles(grid: list[int]) -> list[list[int]]:
+    """Per cell, the rectangles of the grid through it (as sets of cells) that hold two digits
+    crosswise: swapping them there gives another valid grid, so a puzzle keeps a given in each."""
+    board = np.array(grid).reshape(9, 9)
+    rows = np.stack([board, board.T])[:, _ROWS_IN_BAND]  # (grid or transposed, 2, 9 pairs, 9)
+    a, b = rows[:, 0], rows[:, 1]
+    left, right = _COLUMNS_APART
+    crosswise = (a[..., left] == b[..., right]) & (a[..., right] == b[..., left])
+    out: list[list[int]] = [[] for _ in range(81)]
+    for index in np.flatnonzero(crosswise).tolist():
+        cells, rectangle = _RECTANGLES[index]
+        for cell in cells:
+            out[cell].append(rectangle)
+    return out
 
 
 def random_grid(rng: np.random.Generator) -> np.ndarray:
@@ -106,6 +139,7 @@ class _Givens:
         self.digit_states: list[int | None] = [None] * 10
         self.order = [_FIRST[digit] for digit in grid]
         self._outside: dict[int, int] = {}
+        self.rectangles = _rectangles(grid)
 
     def _placed(self, digit: int, without: int = -1) -> int:
         """The state with the givens of ``digit`` placed, except the one in cell ``without``."""
@@ -133,6 +167,10 @@ class _Givens:
         units = self.unit_digits
         if units[row] | units[column] | units[box] | 1 << digit - 1 == _ALL_DIGITS:
             return True  # the cell's units hold the eight other digits
+        given = self.given & ~(1 << cell)
+        for rectangle in self.rectangles[cell]:
+            if not rectangle & given:
+                return False  # its digit and another can swap in a rectangle without givens
         x = self._placed(digit, without=cell)
         states = self.digit_states
         for other in range(1, 10):
@@ -145,7 +183,6 @@ class _Givens:
             if block & unit == 1 << cell:
                 return True  # no other place for the digit in this unit
         x &= ~(1 << bit(cell, digit))
-        given = self.given & ~(1 << cell)
         found: list[int] = []
         if self.count < _LOCAL_BELOW:
             band_stack = _BAND_STACK[cell]
@@ -198,9 +235,9 @@ def generate_puzzle(
         grid = _grid(rng)
         target = 0 if minimal else int(rng.integers(lo, hi + 1))
         state = _Givens(grid)
-        for cell in rng.permutation(81).tolist():
-            if state.count == target:
-                break
+        for tested, cell in enumerate(rng.permutation(81).tolist()):
+            if state.count == target or state.count - (81 - tested) > hi:
+                break  # the target is reached, or the range can no longer be
             if state.removable(cell):
                 state.remove(cell)
         if lo <= state.count <= hi:
@@ -271,9 +308,9 @@ def _in_processes(
     progress: Progress,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_generate_range`` over chunks in ``processes`` worker processes."""
-    # Chunks of at most _CHUNK puzzles even out the uneven cost of puzzles and let progress be
-    # reported.
-    size = max(1, min(_CHUNK, count // (4 * processes)))
+    # Small chunks (16 per process, at most _CHUNK puzzles) let progress be reported and the
+    # processes finish together, whatever the uneven cost of puzzles.
+    size = max(1, min(_CHUNK, count // (16 * processes)))
     firsts = range(start, start + count, size)
     parts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     with ProcessPoolExecutor(processes, mp_context=_context()) as pool:

@@ -62,36 +62,34 @@ def _first_of_each(groups: Sequence[int]) -> int:
 # unit's first cell, and so are the digit blocks of a cell (near 81, far 243). Whether at least
 # one and at least two of the nine are set is then a tree of shifts and ORs, with the pairs ANDed
 # on the way, read at the first bit: a handful of operations for all units and digits at once.
-# Per kind of unit: (near, 2 near, far, 2 far, the first cells in every digit block, the
-# multiplier that spreads a first cell over its unit).
-_UNIT_KINDS = (
-    (1, 2, 3, 6, _first_of_each(range(0, 81, 9)), 0x1FF),  # rows
-    (9, 18, 27, 54, _first_of_each(range(9)), sum(1 << 9 * r for r in range(9))),  # columns
-    (
-        1,
-        2,
-        9,
-        18,
-        _first_of_each((0, 3, 6, 27, 30, 33, 54, 57, 60)),
-        sum(1 << r * 9 + c for r in range(3) for c in range(3)),
-    ),  # boxes
+# Rows (far 3) and boxes (far 9) share the first step, the triples along a row (near 1); columns
+# start from the triples down a column (near 9, far 27). Per kind of unit: (far, the first cells
+# in every digit block, the multiplier that spreads a first cell over its unit).
+_ROWS = (3, _first_of_each(range(0, 81, 9)), 0x1FF)
+_BOXES = (
+    9,
+    _first_of_each((0, 3, 6, 27, 30, 33, 54, 57, 60)),
+    sum(1 << r * 9 + c for r in range(3) for c in range(3)),
 )
+_COLUMNS = (27, _first_of_each(range(9)), sum(1 << 9 * r for r in range(9)))
+_UNIT_KINDS = ((1, (_ROWS, _BOXES)), (9, (_COLUMNS,)))
 
 
 def _hidden_singles(x: int) -> int | None:
     """The positions of the digits that have one place left in a unit (placed ones included),
     or None when a digit has no place left in some unit."""
     found = 0
-    for near, near2, far, far2, first, spread in _UNIT_KINDS:
-        b, c = x >> near, x >> near2
+    for near, kinds in _UNIT_KINDS:
+        b, c = x >> near, x >> 2 * near
         ab = x | b
-        once, twice = ab | c, x & b | c & ab
-        b, c = once >> far, once >> far2
-        ab = once | b
-        once, twice = ab | c, twice | twice >> far | twice >> far2 | once & b | c & ab
-        if once & first != first:
-            return None
-        found |= x & (first & ~twice) * spread
+        once3, twice3 = ab | c, x & b | c & ab
+        for far, first, spread in kinds:
+            b, c = once3 >> far, once3 >> 2 * far
+            ab = once3 | b
+            if (ab | c) & first != first:
+                return None
+            twice = twice3 | twice3 >> far | twice3 >> 2 * far | once3 & b | c & ab
+            found |= x & (first & ~twice) * spread
     return found
 
 
@@ -117,6 +115,8 @@ def propagate(x: int, placed: int) -> tuple[int, int] | None:
             return None  # a cell with no candidate left
         new = x & (CELLS & ~(twice | placed)) * EVERY_DIGIT
         if not new:
+            if placed == CELLS:
+                return x, placed  # solved: every cell holds one digit, none twice in a unit
             hidden = _hidden_singles(x)
             if hidden is None:
                 return None
@@ -132,21 +132,18 @@ def propagate(x: int, placed: int) -> tuple[int, int] | None:
 
 
 def _fewest_candidates(x: int, free: int) -> int:
-    """The first of the ``free`` cells with two candidates, else three, else the first one (an
-    almost empty board, as when drawing a random grid, has none with two or three)."""
-    # A 4-bit counter per cell (bit planes 1, 2, 4, 8), summed over the digit blocks.
-    ones = twos = fours = eights = 0
-    for d in range(9):
-        carry = x >> 81 * d & free
-        ones, carry = ones ^ carry, ones & carry
-        twos, carry = twos ^ carry, twos & carry
-        fours, carry = fours ^ carry, fours & carry
-        eights |= carry
-    big = fours | eights
-    for match in (twos & ~(ones | big), twos & ones & ~big, free):
-        if match:
-            return (match & -match).bit_length() - 1
-    raise ValueError("no free cell")
+    """The first of the ``free`` cells with two candidates, else one with the fewest."""
+    best, fewest = -1, 10
+    while free:
+        low = free & -free
+        free ^= low
+        cell = low.bit_length() - 1
+        count = (x >> cell & EVERY_DIGIT).bit_count()
+        if count < fewest:
+            best, fewest = cell, count
+            if count == 2:  # the fewest a free cell has after propagation
+                break
+    return best
 
 
 def search(
@@ -155,6 +152,7 @@ def search(
     limit: int,
     found: list[int],
     order: Sequence[Sequence[int]] | None = None,
+    first_blank: bool = False,
 ) -> None:
     """Depth-first search: append the states of solutions to ``found`` until it holds ``limit``.
 
@@ -166,6 +164,8 @@ def search(
         order: per cell, the digits (1..9) in the order to try them at a branch; by default
             ascending. Random orders give random grids; a known solution's digit first finds a
             solution close to it.
+        first_blank: branch on the first blank cell instead of one with the fewest candidates:
+            cheaper where any order fills the board, as when drawing a random grid.
     """
     state = propagate(x, placed)
     if state is None:
@@ -174,11 +174,12 @@ def search(
     if placed == CELLS:
         found.append(x)
         return
-    cell = _fewest_candidates(x, CELLS & ~placed)
+    blank = CELLS & ~placed
+    cell = (blank & -blank).bit_length() - 1 if first_blank else _fewest_candidates(x, blank)
     for digit in order[cell] if order is not None else range(1, 10):
         p = 81 * (digit - 1) + cell  # bit(cell, digit)
         if x >> p & 1:
-            search(x & PLACE[p], placed | 1 << cell, limit, found, order)
+            search(x & PLACE[p], placed | 1 << cell, limit, found, order, first_blank)
             if len(found) >= limit:
                 return
 
