@@ -141,6 +141,7 @@ def test_print_config(config, overlay, capsys):
             assert printed["trainer"][key] == value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", TINY_CONFIGS, ids=lambda p: p.stem)
 def test_fast_dev_run_fit(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -152,6 +153,7 @@ def test_fast_dev_run_fit(config, tmp_path, monkeypatch):
     assert cli.trainer.state.finished
 
 
+@pytest.mark.slow
 def test_the_command_line_says_which_corpus_it_reads(tmp_path):
     # A fresh process, as users run it: the package's INFO messages reach the terminal.
     command = [sys.executable, "-m", "lit_metriplector", "fit", *tiny(ROOT / "configs" / "lm.yaml")]
@@ -166,6 +168,7 @@ def test_the_command_line_says_which_corpus_it_reads(tmp_path):
     assert "byte corpus: Python standard library sources" in run.stderr
 
 
+@pytest.mark.slow
 def test_maze_fit_ends_with_the_test_sets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     debug = ROOT / "configs" / "trainer" / "debug.yaml"
@@ -182,6 +185,7 @@ def test_maze_fit_ends_with_the_test_sets(tmp_path, monkeypatch):
     assert not any(key.startswith("test/") for key in cli.trainer.callback_metrics)
 
 
+@pytest.mark.slow
 def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(
@@ -199,6 +203,7 @@ def test_maze_predict_writes_pictures_and_text(tmp_path, monkeypatch):
     assert text.count("S") == 4 and text.count("G") == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["lm", "lm_gpt"])
 def test_lm_predict_writes_a_text_file_per_prompt(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -233,7 +233,7 @@ def test_mixed_targets_are_distributions(kind):
         kept = (mixed == x).float().mean((1, 2, 3))
         own = target.gather(1, y[:, None])[:, 0]
         differs = ~torch.isclose(own, torch.ones(8))
-        assert torch.allclose(kept[differs], own[differs], atol=1e-6) or not differs.any()
+        assert differs.any() and torch.allclose(kept[differs], own[differs], atol=1e-6)
 
 
 def test_batch_augmentation_keeps_shapes_and_dtypes():
@@ -247,9 +247,9 @@ def test_batch_augmentation_keeps_shapes_and_dtypes():
     out = augment.train()(batch)
     assert out["input"].shape == (6, 3, 12, 12) and out["input"].dtype == torch.float32
     assert out["image"].dtype == torch.uint8 and out["image"].shape == (6, 3, 12, 12)
-    assert out["target"].shape in ((6,), (6, 10))
-    if out["target"].dim() == 2:
-        assert torch.allclose(out["target"].sum(1), torch.ones(6))
+    # mix_probability 1: every training batch is mixed, its targets distributions over classes
+    assert out["target"].shape == (6, 10)
+    assert torch.allclose(out["target"].sum(1), torch.ones(6))
     evaluated = augment.eval()(batch)
     assert torch.equal(evaluated["target"], batch["target"])
     assert torch.equal(evaluated["image"], batch["input"])
@@ -340,15 +340,17 @@ def tiny_image_args(config: str, folders: dict) -> list[str]:
     return args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(IMAGE_CONFIGS))
 def test_image_config_fast_dev_run(config, tmp_path, monkeypatch):
     folders = fabricate(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     cli = main(["fit", *tiny_image_args(config, folders), "--trainer.fast_dev_run=1"])
     assert cli.trainer.global_step == 1 and cli.trainer.state.finished
-    assert "test/test/top1" in cli.trainer.callback_metrics
+    assert "test/top1" in cli.trainer.callback_metrics  # one test set, named "test": no prefix
 
 
+@pytest.mark.slow
 def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypatch):
     folders = fabricate(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -378,6 +380,7 @@ def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypat
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
 
 
+@pytest.mark.slow
 def test_task_rejects_a_class_count_that_is_not_the_datas(tmp_path, monkeypatch, capsys):
     folders = fabricate(tmp_path / "data")
     monkeypatch.chdir(tmp_path)

@@ -23,6 +23,7 @@ def hamiltonian_system(lattice=None):
     return system, state._replace(phi=0.5 * state.phi, pi=0.5 * state.pi)
 
 
+@pytest.mark.slow
 def test_strang_conserves_energy_over_long_runs_where_euler_drifts():
     system, state = hamiltonian_system()
     _, strang = rollout(system, state, 0.02, 10_000, "strang", diagnostics=True)

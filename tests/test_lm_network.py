@@ -216,8 +216,13 @@ def test_gradients_reach_every_parameter():
 
 
 def test_default_size():
-    model = MetriplectorLM()
-    assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 3_000_000
+    d = c = 192  # width, modes
+    # per block: two LayerNorms, the heads (source and step per mode), frequencies and
+    # frictions, the readout of (T00, L, phi, pi) per mode, the gated MLP (hidden 2 d, no bias)
+    block = 4 * d + (d + 1) * 2 * c + 2 * c + (4 * c + 1) * d + 3 * d * 2 * d
+    # 4 blocks, the byte embedding (tied to the head) and the final LayerNorm
+    count = sum(p.numel() for p in MetriplectorLM().parameters())
+    assert count == 4 * block + 256 * d + 2 * d == 1_825_920
 
 
 # --- options, generation, baselines ------------------------------------------------------------

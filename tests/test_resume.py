@@ -54,10 +54,11 @@ trainer:
 BATCHES_PER_EPOCH = 3
 UNINTERRUPTED_STEPS = 8
 
-# Lightning's advice to use more workers, and its warning on resuming mid-epoch from a dataloader
-# without state_dict (the datamodule holds that state); the resumed run's checkpoints joining the
-# first run's.
+# Every test fits (and resumes) end to end: slow. Lightning's advice to use more workers, and its
+# warning on resuming mid-epoch from a dataloader without state_dict (the datamodule holds that
+# state); the resumed run's checkpoints joining the first run's.
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.filterwarnings("ignore::lightning.fabric.utilities.warnings.PossibleUserWarning"),
     pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty"),
 ]

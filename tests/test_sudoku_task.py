@@ -433,6 +433,7 @@ TINY_DATA = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_config_fast_dev_run(name, tmp_path, monkeypatch):
     from lit_metriplector.cli import main

@@ -19,6 +19,7 @@ from torchmetrics import MeanSquaredError, MetricCollection
 from lit_metriplector.callbacks import EnergyMonitor, EntropyMonitor, FieldImageLogger
 from lit_metriplector.core import Chain1D, MetriplectorLayer, Rollout
 from lit_metriplector.datamodules import MazeDataModule
+from lit_metriplector.datasets.mazes import make_example
 from lit_metriplector.modules import MazeTask, MetriplectorTask
 from lit_metriplector.networks import MazeNetwork
 
@@ -102,6 +103,7 @@ def test_bf16_mixed_keeps_the_solve_in_float32():
     assert seen["phi"] == torch.float32 and seen["residual"] <= 1e-4  # ... the solve did not
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
     args = [
         sys.executable,
@@ -203,8 +205,9 @@ def test_energy_monitor_on_the_integrator_branch(tmp_path):
     col = header.index("physics/layer0/energy_drift")
     drifts = [float(r.split(",")[col]) for r in rows[1:] if r.split(",")[col]]
     assert drifts and max(drifts) < 0.05  # strang: bounded leapfrog error at the learned dt
-    step_min = header.index("physics/layer0/entropy_step_min")
-    assert all(float(r.split(",")[step_min]) >= 0 for r in rows[1:] if r.split(",")[step_min])
+    step_col = header.index("physics/layer0/entropy_step_min")
+    step_mins = [float(r.split(",")[step_col]) for r in rows[1:] if r.split(",")[step_col]]
+    assert step_mins and min(step_mins) >= 0
 
 
 @pytest.mark.parametrize("callback", [EnergyMonitor, EntropyMonitor, FieldImageLogger])
@@ -216,8 +219,23 @@ def test_callback_state_round_trip(callback):
     assert b.last_step == 9 and torch.equal(b.probe["input"], a.probe["input"])
 
 
-def test_compile_flag_compiles_the_network_in_place():
+def test_compile_flag_compiles_the_network_in_place(monkeypatch):
+    compiles, calls = [], []
+
+    def compile(fn, *args, **kwargs):  # records what nn.Module.compile hands torch.compile
+        compiles.append(fn)
+
+        def compiled(*a, **kw):
+            calls.append(fn)
+            return fn(*a, **kw)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile)
     task = MazeTask(network=MazeNetwork(features=8, fields=1), compile=True)
     task.configure_model()
-    assert task.network._compiled_call_impl is not None  # nn.Module.compile() was applied
-    assert not isinstance(task, torch._dynamo.eval_frame.OptimizedModule)  # the module is not
+    task.configure_model()  # called again (a resumed fit, each stage): no second compile
+    task(torch.from_numpy(make_example(3, 0)[0])[None])
+    # one compile, and the task's call ran the network through it: the task itself is not
+    # compiled (Lightning's logging does not survive that)
+    assert len(compiles) == 1 and len(calls) == 1

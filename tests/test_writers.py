@@ -88,6 +88,7 @@ def test_a_folder_without_a_manifest_is_written_beside_its_files(tmp_path, monke
     assert len(listed()) == 5
 
 
+@pytest.mark.slow
 def test_a_name_taken_by_a_user_file_is_refused_and_the_file_kept(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     predict(size=4)
