@@ -3,7 +3,9 @@
 Puzzle ``index`` of a set depends only on ``(seed, index)`` and the settings: its random stream
 is ``np.random.SeedSequence(seed, spawn_key=(index,))``, so a set is the same whatever order,
 slice or number of worker processes produced it, on every machine and rank (with one numpy
-version: numpy keeps ``Generator`` streams stable in practice but does not promise it).
+version: numpy keeps ``Generator`` streams stable in practice but does not promise it). Nor do
+the puzzles depend on how the solver propagates or branches: the grid is the first valid one in
+the order of the cells and of each cell's shuffled digits, and each removal is a yes or no.
 
 A puzzle is a random full grid with givens removed in a random order, each only if the solution
 stays unique. Most of the time goes to that test, so it is done in the cheapest way that decides:
@@ -41,7 +43,7 @@ GENERATOR_VERSION = 3
 # A minimal puzzle above the range means a fresh grid; past this many the range is unreachable.
 _MAX_TRIES = 1000
 # With fewer givens than this most removals fail: look for the other solution nearby first.
-_LOCAL_BELOW = 36
+_LOCAL_BELOW = 30
 # Sets smaller than this (in puzzles, a minimal one counting _MINIMAL_COST) are generated in
 # this process by default: starting a worker process costs about a second.
 _PARALLEL_FROM = 3000
