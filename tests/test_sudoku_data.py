@@ -169,8 +169,12 @@ def test_generation_is_deterministic_per_index(generated):
     assert not np.array_equal(other[0], puzzles[:2])
 
 
-# The first puzzles of two sets, as generator version 3 makes them on every machine.
-DIGESTS = {((28, 34), 3, False, 6): "f3a539097abc8684", ((22, 25), 1, True, 2): "65bf595c877a6ba8"}
+# The first puzzles of three sets, as generator version 3 makes them on every machine.
+DIGESTS = {
+    ((28, 34), 3, False, 6): "f3a539097abc8684",
+    ((30, 30), 11, False, 8): "30a7aaac62cd20a1",
+    ((22, 25), 1, True, 2): "65bf595c877a6ba8",
+}
 
 
 def digest(puzzles: np.ndarray, solved: np.ndarray) -> str:
@@ -179,13 +183,14 @@ def digest(puzzles: np.ndarray, solved: np.ndarray) -> str:
 
 def test_generation_is_the_same_in_one_or_two_processes(generated):
     assert digest(*generated) == DIGESTS[(28, 34), 3, False, 6]
-    # Two processes get three one-puzzle tasks each.
+    # Two processes share six one-puzzle tasks.
     puzzles, solved = generate(6, givens=(28, 34), seed=3, workers=2)
     assert np.array_equal(puzzles, generated[0]) and np.array_equal(solved, generated[1])
 
 
 def test_generated_givens_count_and_uniqueness():
     puzzles, solved = generate(8, givens=(30, 30), seed=11)
+    assert digest(puzzles, solved) == DIGESTS[(30, 30), 11, False, 8]
     assert ((puzzles > 0).sum(1) == 30).all()
     assert is_valid_solution(solved, puzzles).all()
     assert all(naive_count(p) == 1 for p in puzzles[:3])
