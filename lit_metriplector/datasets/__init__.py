@@ -7,4 +7,5 @@ formats, pictures and torch datasets. The thin DataModules over them live in ``d
   constraint structure, pictures)
 - ``images``: CIFAR-10/100 and (Fashion-)MNIST readers (md5, restricted unpickler, IDX)
 - ``files``: atomic writes shared by the caches and writers
+- ``progress``: count, rate and time left of long data steps, on the package's logger
 """
