@@ -37,6 +37,7 @@ def bit(cell: int, digit: int) -> int:
 
 
 def _peers(i: int) -> int:
+    """The 20 peers of cell ``i``, as a set."""
     return sum(
         1 << j
         for j in range(81)
