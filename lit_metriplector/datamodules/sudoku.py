@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..datasets.files import require_file
 from ..datasets.sudoku import SudokuDataset, augment, generate, load_or_generate, read_puzzles
-from ..errors import ConfigError, MissingFileError
+from ..errors import ConfigError
 from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 
 _SPEC = re.compile(r"^(\d+)(?:-(\d+))?(:minimal)?$")
@@ -188,8 +189,7 @@ class SudokuDataModule(ResumableDataModule):
         for spec in [*test_sets, predict_set]:
             parse_set(spec)
         for file in [*(test_files or []), *(predict_files or [])]:
-            if not Path(file).is_file():
-                raise MissingFileError(f"Sudoku file not found: {file}")
+            require_file(file, "Sudoku file")
         self.save_hyperparameters()
         self.transforms = {
             "relabel": relabel,
