@@ -134,6 +134,7 @@ def test_a_crashed_fit_says_it_saved_no_checkpoint(tmp_path, monkeypatch, caplog
     assert "fit stopped at step" in caplog.text and "it saved no checkpoint" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_recipe_is_refused_unless_allowed(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE, "--model.init_args.optimizer.init_args.lr=0.001"])
@@ -158,6 +159,7 @@ def test_a_resume_with_another_recipe_is_refused_unless_allowed(tmp_path, monkey
     assert torch.load(LAST, weights_only=True)["global_step"] == 12
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE])

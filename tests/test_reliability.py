@@ -121,6 +121,7 @@ def test_untrained_weights_warn_in_python():
         trainer.test(task, datamodule=data)
 
 
+@pytest.mark.slow
 def test_a_prediction_run_replaces_the_previous_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE, *SHORT_FIT])
@@ -136,6 +137,7 @@ def test_a_prediction_run_replaces_the_previous_one(tmp_path, monkeypatch):
 # --- 3. one path to the latest model -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_readme_commands_stay_true_after_repeated_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     last = tmp_path / "runs" / "maze" / "checkpoints" / "last.ckpt"
@@ -193,6 +195,7 @@ def test_corpus_errors_are_one_line(corpus, fragment, tmp_path, monkeypatch, cap
     fails_with([*args, "--data.init_args.seq_len=16", "--trainer.max_steps=1"], capsys, fragment)
 
 
+@pytest.mark.slow
 def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
     run = subprocess.run(
         [
@@ -361,6 +364,7 @@ def test_hp_metric_stays_the_fits_metric_after_test_after_fit(tmp_path, monkeypa
     assert events.Scalars("hp_metric")[-1].value == events.Scalars("val/f1")[-1].value != -1
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_task_is_one_line_naming_both(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE, *SHORT_FIT])
@@ -385,6 +389,7 @@ def test_weights_that_do_not_fit_name_the_settings_they_were_trained_with(
     )
 
 
+@pytest.mark.slow
 def test_command_line_values_win_over_the_checkpoints(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE, *SHORT_FIT])
@@ -451,6 +456,7 @@ def test_a_read_only_working_folder_is_one_line(monkeypatch, capsys):
     fails_with(["fit", *TINY_MAZE, *SHORT_FIT], capsys, "cannot write", "permission denied")
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_no_empty_run_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_MAZE, *SHORT_FIT])
