@@ -42,9 +42,9 @@ NOT_RECIPE = ("test", "predict", "num_workers", "cache_dir", "compile")
 PLAIN = (str, int, float, bool, type(None))
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path``, loaded on the CPU with ``weights_only`` (tensors and plain
-    values only: a file that would run code is refused, never loaded unsafely)."""
+def require_checkpoint_file(path: str | Path) -> Path:
+    """``path`` if it is a file that can be a checkpoint; else one sentence saying what it is,
+    before torch would suggest unsafe loading or Lightning would print a page of traceback."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--ckpt_path {path} is a folder, not a checkpoint file")
@@ -55,6 +55,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} is not a checkpoint (checkpoints are the zip archives that fit writes, "
             f"e.g. runs/maze/checkpoints/last.ckpt)"
         )
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, loaded on the CPU with ``weights_only`` (tensors and plain
+    values only: a file that would run code is refused, never loaded unsafely)."""
+    path = require_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError:

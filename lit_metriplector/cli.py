@@ -17,7 +17,6 @@ import shutil
 import signal
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
 from .callbacks.checkpoint import describe_os_error
-from .checkpoints import RunRecord, check_resume, check_task, check_weights, read_checkpoint, recipe
+from .checkpoints import (
+    RunRecord,
+    check_resume,
+    check_task,
+    check_weights,
+    read_checkpoint,
+    recipe,
+    require_checkpoint_file,
+)
 from .errors import ConfigError, MetriplectorError, MissingFileError
 from .modules.base import MetriplectorTask
 
@@ -81,19 +88,10 @@ def _test_names(data: L.LightningDataModule) -> list[str] | None:
 
 
 def check_checkpoint(path: str | None) -> None:
-    """Fail with one sentence on a checkpoint path that is missing or is no checkpoint, before
-    torch would suggest unsafe loading or Lightning would print a page of traceback."""
-    if path is None or path in SPECIAL_CHECKPOINTS:
-        return
-    if Path(path).is_dir():
-        raise ConfigError(f"--ckpt_path {path} is a folder, not a checkpoint file")
-    if not Path(path).is_file():
-        raise MissingFileError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
-        raise ConfigError(
-            f"{path} is not a checkpoint (checkpoints are the zip archives that fit writes, "
-            f"e.g. runs/maze/checkpoints/last.ckpt)"
-        )
+    """A ``--ckpt_path`` that names a file must name a checkpoint (special values such as
+    ``last`` are resolved and checked later)."""
+    if path is not None and path not in SPECIAL_CHECKPOINTS:
+        require_checkpoint_file(path)
 
 
 def rebase_outputs(node: Any, root: str) -> None:
