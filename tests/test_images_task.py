@@ -13,6 +13,7 @@ import yaml
 
 from lit_metriplector.cli import main
 from lit_metriplector.core import CGOptions, Grid2D, Heads, MetriplectorLayer, Rollout
+from lit_metriplector.core.grid import _EulerRollout, _GridSolve
 from lit_metriplector.datamodules import (
     Augmentation,
     CIFAR10DataModule,
@@ -22,7 +23,6 @@ from lit_metriplector.datamodules import (
 from lit_metriplector.datamodules.images import BatchAugmentation, crop_flip, mix
 from lit_metriplector.modules import ClassificationTask
 from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
-from lit_metriplector.networks.images import GridLayer, _EulerRollout, _GridSolve
 from lit_metriplector.networks.layers import fast_asinh
 from tests.test_image_data import fake_cifar10_members, fake_cifar100, fake_mnist, write_tar
 
@@ -51,14 +51,15 @@ def test_grid_layer_matches_the_core_path(integrator, branch):
     torch.manual_seed(0)
     solver = CGOptions(tol=1e-13, dtype="float64")  # strang: both CGs to rounding
     dynamics = Rollout(branch, 4, integrator, 0.3, rotation=branch == "full", solver=solver)
-    layer = GridLayer(12, 3, dynamics, BOUNDED).double()
+    layer = MetriplectorLayer(12, dim=2, fields=3, dynamics=dynamics, heads=BOUNDED).double()
+    assert layer.fused_grid
     x = torch.randn(2, 12, 5, 6, dtype=torch.float64, requires_grad=True)
     params = [x, *layer.parameters()]
     for diagnostics in (False, True):
         update, report, charges = layer.mix(x, diagnostics)
-        reference, ref_report = MetriplectorLayer.forward(
-            layer, x, Grid2D(5, 6), diagnostics=diagnostics
-        )
+        reference, ref_report = layer.forward_generic(x, Grid2D(5, 6), diagnostics=diagnostics)
+        fused, _ = layer(x, Grid2D(5, 6), diagnostics=diagnostics)  # forward takes the fused path
+        assert torch.equal(fused, x + update)
         assert torch.allclose(x + update, reference, atol=1e-10)
         ours = torch.autograd.grad(update.square().sum(), params, allow_unused=True)
         theirs = torch.autograd.grad((reference - x).square().sum(), params, allow_unused=True)
@@ -68,6 +69,20 @@ def test_grid_layer_matches_the_core_path(integrator, branch):
         if diagnostics:
             assert torch.allclose(report.ledger.energy, ref_report.ledger.energy, atol=1e-10)
             assert torch.allclose(report.ledger.entropy, ref_report.ledger.entropy, atol=1e-10)
+
+
+def test_a_users_grid_layer_takes_the_fused_path_unless_its_options_need_the_generic_one():
+    fused = MetriplectorLayer(8, dim=2, fields=2, dynamics=Rollout(steps=2), heads=BOUNDED)
+    assert fused.fused_grid  # strang with the default (Jacobi) solve: the image network's path
+    plain = Rollout(steps=2, solver=CGOptions(preconditioner="none"))
+    generic = MetriplectorLayer(8, dim=2, fields=2, dynamics=plain, heads=BOUNDED)
+    assert not generic.fused_grid  # the fused CG is Jacobi's: "none" is honoured elsewhere
+    with pytest.raises(ValueError, match="fused grid path"):
+        generic.mix(torch.randn(1, 8, 4, 4))
+    calls = []
+    generic.forward_generic = lambda *a, **k: calls.append(1) or (a[0], None)
+    generic(torch.randn(1, 8, 4, 4), Grid2D(4, 4))
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("momenta", [True, False])

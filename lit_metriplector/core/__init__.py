@@ -6,6 +6,7 @@ These names are the core's API: the rest of the package imports nothing else fro
 (``tests/test_architecture.py`` checks)."""
 
 from .coupling import CoupledSystem, SharedCoupling
+from .grid import pointwise
 from .integrators import cayley, euler_step, rollout, strang_step
 from .lattice import Chain1D, DenseGraph, Grid2D, Lattice, RegularGrid
 from .layer import DynamicsReport, Equilibrium, Heads, MetriplectorLayer, Rollout, stable_dt
@@ -19,7 +20,7 @@ from .modes import (
     mode_system,
     propagator,
 )
-from .readout import noether_charges, stress_energy, stress_energy_components
+from .readout import fast_asinh, noether_charges, stress_energy, stress_energy_components
 from .scan import cmul, linear_recurrence
 from .solver import TALLY, CGOptions, SolveInfo, conjugate_gradient, solve
 from .system import Diagnostics, State, System, ledger_dtype
@@ -50,6 +51,7 @@ __all__ = [
     "euler_step",
     "exact_rollout",
     "exact_step",
+    "fast_asinh",
     "fixed_point",
     "from_eigen",
     "ledger_dtype",
@@ -57,6 +59,7 @@ __all__ = [
     "mass2",
     "mode_system",
     "noether_charges",
+    "pointwise",
     "propagator",
     "rollout",
     "solve",

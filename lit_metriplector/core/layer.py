@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .grid import GridCoefficients, euler_rollout, grid_stress_energy, pointwise, strang_rollout
 from .integrators import Method, rollout
-from .lattice import Lattice
-from .readout import stress_energy, stress_energy_components
+from .lattice import Grid2D, Lattice
+from .readout import fast_asinh, noether_charges, stress_energy, stress_energy_components
 from .solver import CGOptions, SolveInfo, solve
 from .system import Diagnostics, State, System
 
@@ -232,8 +233,8 @@ def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
     return STABILITY_MARGIN * limit
 
 
-def pointwise(linear: nn.Linear, h: Tensor) -> Tensor:
-    """Apply a linear map to the channel axis of ``(B, D, *sites)``."""
+def _on_channels(linear: nn.Linear, h: Tensor) -> Tensor:
+    """Apply a linear map to the channel axis of ``(B, D, *sites)`` (any lattice)."""
     return linear(h.movedim(1, -1)).movedim(-1, 1)
 
 
@@ -306,6 +307,58 @@ class MetriplectorLayer(nn.Module):
             stable_dt(heads, dynamics, 2 * max(dim, 1))  # unstable combinations fail here
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
+
+    @property
+    def fused_grid(self) -> bool:
+        """Whether ``forward`` on a ``Grid2D`` takes the fused backend (``core.grid``): a
+        ``Rollout`` of a linear system with sources from the features, ``euler`` steps, or
+        ``strang`` steps whose mobility solve is the Jacobi CG that backend implements (in
+        ``solver.dtype`` or better). Anything else runs ``forward_generic``, which honours every
+        ``CGOptions`` field."""
+        dynamics = self.dynamics
+        if not isinstance(dynamics, Rollout) or self.dim != 2 or dynamics.quartic:
+            return False
+        if self.config.source != "features":
+            return False
+        return dynamics.integrator == "euler" or (
+            dynamics.integrator == "strang" and dynamics.solver.preconditioner == "jacobi"
+        )
+
+    def grid_coefficients(self, x: Tensor) -> tuple[GridCoefficients, Tensor]:
+        """Heads on features ``(B, D, H, W)``: the configured system and ``phi0``, in float32
+        (or better) whatever autocast chose for ``x``."""
+        raw = pointwise(x, self.heads.weight, self.heads.bias)
+        dtype = torch.promote_types(raw.dtype, getattr(torch, self.dynamics.solver.dtype))
+        with torch.autocast(x.device.type, enabled=False):
+            raw = raw.to(dtype)
+            parts = dict(
+                zip(self.head_sizes, raw.split(list(self.head_sizes.values()), 1), strict=True)
+            )
+            c, r, config = self.fields, self.config.edge_rank, self.config
+            u = parts["kappa"][:, :c]
+            if config.max_rate is None:
+                k = config.conductivity_floor + F.softplus(u)
+            else:
+                floor = config.conductivity_floor
+                k = floor + (config.max_conductivity - floor) * torch.sigmoid(u)
+            kv, kh = k[:, :, :-1] * k[:, :, 1:], k[..., :-1] * k[..., 1:]
+            if r:
+                q = parts["kappa"][:, c:].unflatten(1, (c, r))
+                scale = 1 / math.sqrt(r)
+                kv = kv * 2 * torch.sigmoid((q[..., :-1, :] * q[..., 1:, :]).sum(2) * scale)
+                kh = kh * 2 * torch.sigmoid((q[..., :-1] * q[..., 1:]).sum(2) * scale)
+            damping = config.min_damping
+            coefficients = GridCoefficients(
+                kv,
+                kh,
+                self._mass2(parts),
+                parts["source"],
+                self.rate(parts["gamma"], damping) if "gamma" in parts else None,
+                self.rate(parts["mobility"], damping) if "mobility" in parts else None,
+                None if self.coupling is None else self.coupling_matrix().to(dtype),
+                None if self.rotation is None else self.rotation_matrix().to(dtype),
+            )
+        return coefficients, parts["phi0"]
 
     def head_parameters(self, name: str) -> tuple[Tensor, Tensor]:
         """Views of the weight rows and biases of one head (e.g. ``"kappa"``), for custom
@@ -403,7 +456,7 @@ class MetriplectorLayer(nn.Module):
         raw = dict(
             zip(
                 self.head_sizes,
-                pointwise(self.heads, x).split(list(self.head_sizes.values()), dim=1),
+                _on_channels(self.heads, x).split(list(self.head_sizes.values()), dim=1),
                 strict=True,
             )
         )
@@ -466,9 +519,62 @@ class MetriplectorLayer(nn.Module):
         diagnostics: bool = False,
         site_mask: Tensor | None = None,
     ) -> tuple[Tensor, DynamicsReport | None]:
-        """Residual update ``x + proj(T)``; the report is ``None`` unless ``diagnostics``."""
+        """Residual update ``x + proj(T)``; the report is ``None`` unless ``diagnostics``. Takes
+        the fused grid backend where it applies (``fused_grid``), else ``forward_generic``."""
+        if self.fused_grid and isinstance(lattice, Grid2D) and site_mask is None and source is None:
+            update, report, _ = self.mix(x, diagnostics)
+            return x + update, report
+        return self.forward_generic(x, lattice, source, diagnostics, site_mask)
+
+    def forward_generic(
+        self,
+        x: Tensor,
+        lattice: Lattice,
+        source: Tensor | None = None,
+        diagnostics: bool = False,
+        site_mask: Tensor | None = None,
+    ) -> tuple[Tensor, DynamicsReport | None]:
+        """``forward`` on any lattice through ``configure``, ``evolve`` and ``read``: the
+        reference the fused backend is tested against."""
         if lattice.dim != self.dim:
             raise ValueError(f"layer built for dim={self.dim} lattices, got {lattice}")
         system, state = self.configure(x, lattice, source, site_mask)
         state, report = self.evolve(system, state, diagnostics)
-        return x + pointwise(self.proj, self.read(system, state)), report
+        return x + _on_channels(self.proj, self.read(system, state)), report
+
+    def mix(
+        self, x: Tensor, diagnostics: bool = False
+    ) -> tuple[Tensor, DynamicsReport | None, Tensor]:
+        """The fused grid path (``fused_grid``): the update ``proj(asinh T)`` of features
+        ``(B, D, H, W)`` (not added to them), the report (``None`` unless ``diagnostics``) and
+        the Noether charges per site ``(B, C, 6)`` (spatial means of ``T``)."""
+        if not self.fused_grid:
+            raise ValueError(
+                "mix() is the fused grid path: a Rollout (euler, or strang with a Jacobi solve) of "
+                "a linear system on Grid2D with sources from the features"
+            )
+        lattice = Grid2D(*x.shape[-2:])
+        c, phi0 = self.grid_coefficients(x)
+        with torch.autocast(x.device.type, enabled=False):
+            dt = self.time_step(lattice)
+            dynamics = self.dynamics
+            if dynamics.integrator == "euler":
+                state, ledger = euler_rollout(
+                    c, phi0, dt, dynamics.steps, self.momenta, diagnostics
+                )
+            else:
+                state, ledger = strang_rollout(
+                    c, phi0, dt, dynamics.steps, dynamics.solver, self.momenta, diagnostics
+                )
+            system = c.system() if diagnostics else None
+            t = grid_stress_energy(c, state.phi, state.pi)
+            charges = noether_charges(t) / (t.shape[-1] * t.shape[-2])  # per site
+            t = t.flatten(1, 2)
+            if self.readout == "asinh":
+                t = fast_asinh(t)
+        update = pointwise(t.to(x.dtype), self.proj.weight, self.proj.bias)
+        report = None
+        if ledger is not None:
+            produced = ledger.entropy[-1] - ledger.entropy[0]
+            report = DynamicsReport(produced, system, state, ledger=ledger)
+        return update, report, charges
