@@ -143,3 +143,30 @@ def test_unscreened_solve_is_grounded_and_differentiable():
     assert phi.mean((2, 3)).abs().max() < 1e-12
     inputs = [kappa.requires_grad_(), source.requires_grad_()]
     assert torch.autograd.gradcheck(equilibrium, inputs, eps=1e-6, atol=1e-7)
+
+
+def test_unconverged_solves_are_counted_per_run_by_both_solvers():
+    """The core's solve and the fused grid backend's mobility solve report the same way: into
+    the tally of the running run (each run starts its own), else as a warning."""
+    from lit_metriplector.core import Grid2D, Heads, MetriplectorLayer, Rollout, SolveTally
+
+    starved = CGOptions(tol=1e-12, max_iter=1, dtype=torch.float64)
+    system = linear_system(Grid2D(6, 6))
+    dynamics = Rollout("full", 2, "strang", solver=CGOptions(tol=1e-12, max_iter=1))
+    layer = MetriplectorLayer(4, dim=2, fields=2, dynamics=dynamics, heads=Heads(max_rate=1.0))
+    first, second = SolveTally(), SolveTally()
+    try:
+        first.activate()
+        with pytest.warns(RuntimeWarning, match="did not converge"):
+            solve(system, starved)  # warns once, then counts
+        solve(system, starved)
+        layer(torch.randn(2, 4, 6, 6), Grid2D(6, 6))  # the fused path's mobility solves
+        assert first.unconverged >= first.samples // 2 > 0
+        counted = first.unconverged
+        second.activate()  # another run: its own count, the first one's untouched
+        solve(system, starved)
+        assert second.unconverged == 3 and first.unconverged == counted
+    finally:
+        SolveTally.deactivate()
+    with pytest.warns(RuntimeWarning, match="did not converge"):  # outside any run
+        solve(system, starved)

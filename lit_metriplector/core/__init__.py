@@ -22,11 +22,10 @@ from .modes import (
 )
 from .readout import fast_asinh, noether_charges, stress_energy, stress_energy_components
 from .scan import cmul, linear_recurrence
-from .solver import TALLY, CGOptions, SolveInfo, conjugate_gradient, solve
+from .solver import CGOptions, SolveInfo, SolveTally, conjugate_gradient, record_solve, solve
 from .system import Diagnostics, State, System, ledger_dtype
 
 __all__ = [
-    "TALLY",
     "CGOptions",
     "Chain1D",
     "CoupledSystem",
@@ -42,6 +41,7 @@ __all__ = [
     "Rollout",
     "SharedCoupling",
     "SolveInfo",
+    "SolveTally",
     "State",
     "System",
     "cayley",
@@ -61,6 +61,7 @@ __all__ = [
     "noether_charges",
     "pointwise",
     "propagator",
+    "record_solve",
     "rollout",
     "solve",
     "stable_dt",

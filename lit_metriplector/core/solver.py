@@ -16,6 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -218,41 +219,61 @@ def _pcg(
     return (x if ground is None else ground(x)), info
 
 
-@dataclass
+def _unconverged_message(info: SolveInfo, what: str) -> str:
+    bad = int((~info.converged).sum())
+    return (
+        f"CG {what} did not converge for {bad}/{info.converged.numel()} samples after "
+        f"{int(info.iterations.max())} iterations (worst relative residual "
+        f"{float(info.residual.max()):.2e}); raise max_iter or use a stronger preconditioner"
+    )
+
+
 class SolveTally:
-    """Solved samples and non-converged ones in this process since the last ``reset``. The
-    solver warns on the first non-converged solve only; tasks log these counts (and a summary
-    at the end of a fit), so persistent non-convergence is reported once, with numbers."""
+    """Solved samples and non-converged ones of one run (a task activates its own for a fit).
+    The first non-converged solve warns; later ones are only counted, and the task logs the
+    counts (and a summary at the end of the fit), so persistent non-convergence is reported
+    once, with numbers. Solves outside an active tally warn each time (Python shows a warning
+    once per place in the code by default)."""
 
-    samples: int = 0
-    unconverged: int = 0
-    worst_residual: float = 0.0
-    warned: bool = False
-
-    def reset(self) -> None:
+    def __init__(self) -> None:
         self.samples, self.unconverged, self.worst_residual, self.warned = 0, 0, 0.0, False
+
+    def activate(self) -> None:
+        """Start counting from zero: the solves of this thread (and context) record here."""
+        self.__init__()
+        _ACTIVE.set(self)
+
+    @staticmethod
+    def deactivate() -> None:
+        _ACTIVE.set(None)
 
     def record(self, info: SolveInfo, what: str) -> None:
         self.samples += info.converged.numel()
         if bool(info.converged.all()):
             return
-        bad = int((~info.converged).sum())
-        self.unconverged += bad
+        self.unconverged += int((~info.converged).sum())
         self.worst_residual = max(self.worst_residual, float(info.residual.max()))
         if not self.warned:
             self.warned = True
             warnings.warn(
-                f"CG {what} did not converge for {bad}/{info.converged.numel()} samples after "
-                f"{int(info.iterations.max())} iterations (worst relative residual "
-                f"{float(info.residual.max()):.2e}); raise max_iter or use a stronger "
-                f"preconditioner. Further non-converged solves are counted (solver/* in the "
-                f"logs), not repeated",
+                f"{_unconverged_message(info, what)}. Further non-converged solves are counted "
+                f"(solver/* in the logs), not repeated",
                 RuntimeWarning,
                 stacklevel=4,
             )
 
 
-TALLY = SolveTally()
+# The tally of the running run; a context variable, so that two runs never share one.
+_ACTIVE: ContextVar[SolveTally | None] = ContextVar("lit_metriplector_solve_tally", default=None)
+
+
+def record_solve(info: SolveInfo, what: str) -> None:
+    """Count a solve's outcome in the active tally, or warn if it missed its tolerance."""
+    tally = _ACTIVE.get()
+    if tally is not None:
+        tally.record(info, what)
+    elif not bool(info.converged.all()):
+        warnings.warn(_unconverged_message(info, what), RuntimeWarning, stacklevel=3)
 
 
 class _ImplicitSolve(torch.autograd.Function):
@@ -264,7 +285,7 @@ class _ImplicitSolve(torch.autograd.Function):
         if pre is None:  # built once, for the forward solve and its adjoint
             pre = options.precondition(system, source)
         phi, info = _pcg(system, source, options, x0, pre)
-        TALLY.record(info, "solve")
+        record_solve(info, "solve")
         ctx.lattice, ctx.options, ctx.source_shape = lattice, options, source.shape
         ctx.pre = pre
         ctx.save_for_backward(kappa, mass2, coupling, phi)
@@ -277,7 +298,7 @@ class _ImplicitSolve(torch.autograd.Function):
         lattice = ctx.lattice
         system = System(lattice, kappa, mass2=mass2, coupling=coupling)
         lam, info = _pcg(system, grad_phi.to(phi.dtype), ctx.options, None, ctx.pre)
-        TALLY.record(info, "adjoint solve")
+        record_solve(info, "adjoint solve")
         grads = [None] * 8
         if ctx.needs_input_grad[0]:
             grads[0] = (-lattice.grad(lam) * lattice.grad(phi)).sum_to_size(kappa.shape)

@@ -19,7 +19,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from ..core import TALLY, DynamicsReport
+from ..core import DynamicsReport, SolveTally
 from ..errors import ConfigError, DivergenceError
 from .divergence import describe_reports, nonfinite_gradient
 
@@ -101,6 +101,7 @@ class MetriplectorTask(L.LightningModule, ABC):
             self.build_metrics().clone(prefix=prefix) for prefix in prefixes
         )
         self.weights_origin = "initial"  # then "trained" or "checkpoint"
+        self.solve_tally = SolveTally()  # this task's fits count their solves here
         self._last_batch: Any = None
 
     # --- template methods ------------------------------------------------------------------
@@ -139,7 +140,7 @@ class MetriplectorTask(L.LightningModule, ABC):
     hp_metric: str | None = None
 
     def on_fit_start(self) -> None:
-        TALLY.reset()
+        self.solve_tally.activate()
         if self.logger is not None:
             self.logger.log_hyperparams(self._recipe())
 
@@ -166,10 +167,12 @@ class MetriplectorTask(L.LightningModule, ABC):
         self._log_hyperparams = False
         if self._trainer is not None and self.trainer.datamodule is not None:
             self.trainer.datamodule._log_hyperparams = False
-        if TALLY.unconverged:
+        SolveTally.deactivate()
+        tally = self.solve_tally
+        if tally.unconverged:
             warnings.warn(
-                f"CG: {TALLY.unconverged} of {TALLY.samples} solved samples did not converge "
-                f"during this fit (worst relative residual {TALLY.worst_residual:.2e}; per step "
+                f"CG: {tally.unconverged} of {tally.samples} solved samples did not converge "
+                f"during this fit (worst relative residual {tally.worst_residual:.2e}; per step "
                 f"in solver/unconverged)",
                 RuntimeWarning,
                 stacklevel=2,
@@ -258,8 +261,9 @@ class MetriplectorTask(L.LightningModule, ABC):
         loss = self._shared_step(batch, "train")
         if not bool(torch.isfinite(loss)):
             raise self._diverged(f"the training loss is {loss.item()}")
-        if TALLY.samples:  # networks that solve: how many solves missed their tolerance so far
-            self.log("solver/unconverged", float(TALLY.unconverged), on_step=True, on_epoch=False)
+        if self.solve_tally.samples:  # networks that solve: how many missed their tolerance
+            unconverged = float(self.solve_tally.unconverged)
+            self.log("solver/unconverged", unconverged, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
