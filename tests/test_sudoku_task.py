@@ -152,6 +152,7 @@ def puzzles(count=4, seed=0):
 
 
 def test_network_shapes_and_iterations():
+    torch.manual_seed(0)  # the drift bound below holds for typical weights, not for any
     net = small_net().eval()
     p, _ = puzzles(3)
     logits, reports = net(p)
