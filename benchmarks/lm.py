@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from common import DOCS, ROOT, command, provenance, run_line, write_results
 
+from lit_metriplector.cli import build_from_config
 from lit_metriplector.cli import main as cli
 from lit_metriplector.modules.base import count_parameters
 
@@ -131,12 +132,10 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         "--config",
         str(ROOT / "configs" / config),
         *extra,
-        f"--model.init_args.optimizer.init_args.lr={lr}",
-        f"--model.init_args.lr_scheduler.init_args.max_lr={lr}",
+        f"--model.init_args.optimizer.init_args.lr={lr}",  # the schedule's peak
         f"--data.init_args.path={opts.corpus}",
         f"--data.init_args.val_windows={opts.val_windows}",
-        f"--trainer.max_steps={opts.steps}",
-        f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
+        f"--trainer.max_steps={opts.steps}",  # and the schedule's length
         f"--trainer.val_check_interval={opts.val_every}",
         "--trainer.check_val_every_n_epoch=null",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
@@ -184,17 +183,8 @@ def load_runs(opts: argparse.Namespace) -> list[dict]:
 
 def build(name: str) -> torch.nn.Module:
     """The network of a model's config (untrained; speed does not depend on the weights)."""
-    import yaml
-
     config, extra = config_of(name)
-    network = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
-    network = network["network"]
-    kwargs = dict(network.get("init_args", {}))
-    for arg in extra:
-        key, value = arg.removeprefix(NET).split("=")
-        kwargs[key] = yaml.safe_load(value)
-    module, _, cls = network["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return build_from_config(ROOT / "configs" / config, *extra)[0].network
 
 
 def load_step_before(rev: str) -> type:

@@ -50,12 +50,8 @@ TARGETS = {"exact@36": 0.95, "exact@30": 0.80, "auc": 0.99}
 
 def train(name: str, opts: argparse.Namespace) -> dict:
     config, extra = MODELS[name]
-    budget = (  # the configs' warm-up + cosine schedules are stretched to a step budget
-        [
-            f"--trainer.max_steps={opts.steps}",
-            "--trainer.max_time=null",
-            f"--model.init_args.lr_scheduler.init_args.total_steps={opts.steps}",
-        ]
+    budget = (  # the configs' warm-up + cosine schedules last max_steps: stretched to the budget
+        [f"--trainer.max_steps={opts.steps}", "--trainer.max_time=null"]
         if opts.steps
         else [  # a wall-time budget has no known length: constant learning rate
             "--trainer.max_steps=-1",

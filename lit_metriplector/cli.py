@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,17 @@ LIGHTNING_SETTINGS = ("`val_check_interval`",)
 OUTPUT_KEYS = ("save_dir", "dirpath", "output_dir", "cache_dir")
 # What a run's log folder holds besides event files before anything is logged.
 RUN_FILES = ("config.yaml", "hparams.yaml")
+# The schedule, stated once: a scheduler's length (OneCycleLR's total_steps, CosineAnnealingLR's
+# T_max) is trainer.max_steps, OneCycleLR's peak (max_lr) the optimizer's lr.
+SCHEDULER = "model.init_args.lr_scheduler.init_args."
+SCHEDULE_LENGTHS = ("total_steps", "T_max")
+OPTIMIZER_LR = "model.init_args.optimizer.init_args.lr"
+# Sizes the data decides (its attribute -> where the task and its network take them).
+DATA_SIZES = {
+    "num_classes": ("model.init_args.num_classes", "model.init_args.network.init_args.num_classes"),
+    "vocab_size": ("model.init_args.network.init_args.vocab_size",),
+    "channels": ("model.init_args.network.init_args.in_channels",),
+}
 SUBCOMMAND_HELP = {
     "fit": "Train (and with --test_after_fit true, then test).",
     "validate": "Evaluate a checkpoint on the validation set.",
@@ -85,6 +97,41 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
 
 def _test_names(data: L.LightningDataModule) -> list[str] | None:
     return getattr(data, "test_names", None)
+
+
+def schedule_length(name: str) -> Callable[[int, int | None], int | None]:
+    """The link that sets the scheduler's length argument ``name`` from ``trainer.max_steps``.
+
+    Args:
+        name: the scheduler's argument (``total_steps``, ``T_max``).
+    """
+
+    def schedule_length(max_steps: int, stated: int | None) -> int | None:
+        if max_steps == -1:  # a run bounded by epochs or time: only a stated length is known
+            if stated is None:
+                raise ConfigError(
+                    f"lr_scheduler {name}: the schedule's length is trainer.max_steps, which is "
+                    f"not set; set trainer.max_steps"
+                )
+            return stated
+        if stated is not None and stated != max_steps:
+            raise ConfigError(
+                f"lr_scheduler {name}={stated} but trainer.max_steps={max_steps}: leave {name} "
+                f"out, the schedule's length is trainer.max_steps"
+            )
+        return max_steps
+
+    return schedule_length
+
+
+def schedule_peak(lr: float | None, stated: float | None) -> float | None:
+    """The link that sets OneCycleLR's ``max_lr`` from the optimizer's ``lr``."""
+    if stated is not None and lr is not None and stated != lr:
+        raise ConfigError(
+            f"lr_scheduler max_lr={stated} but the optimizer's lr={lr}: leave max_lr out, the "
+            f"schedule's peak is the optimizer's lr"
+        )
+    return lr if stated is None else stated
 
 
 def check_checkpoint(path: str | None) -> None:
@@ -118,6 +165,10 @@ class Parser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> None:
         if not self.exit_on_error:
             super().error(message, ex)
+        if isinstance(getattr(ex, "__cause__", None), MetriplectorError):
+            # raised by a link (a stated schedule value that conflicts): its line says the fix
+            print(f"lit-metriplector: error: {ex.__cause__}", file=sys.stderr)
+            raise SystemExit(2)
         lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
         keys = dict.fromkeys(re.findall(r'Parser key "([^"]+)"', message))  # outer to inner
         lines = [re.sub(r'^(- )?Parser key "[^"]+":\s*', "", line) for line in lines]
@@ -159,6 +210,17 @@ class MetriplectorCLI(LightningCLI):
         parser.link_arguments(
             "data", "model.init_args.test_names", compute_fn=_test_names, apply_on="instantiate"
         )
+        # Where the chosen classes take them (links to an argument they lack are skipped).
+        for size, targets in DATA_SIZES.items():
+            for target in targets:
+                parser.link_arguments(f"data.{size}", target, apply_on="instantiate")
+        # Each schedule link also reads the value a config may still state, to refuse a
+        # conflicting one (a plain link would replace it unseen).
+        for name in SCHEDULE_LENGTHS:
+            target = SCHEDULER + name
+            parser.link_arguments(("trainer.max_steps", target), target, schedule_length(name))
+        target = SCHEDULER + "max_lr"
+        parser.link_arguments((OPTIMIZER_LR, target), target, schedule_peak)
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         # Lightning takes the help of each subcommand from the first lines of the Trainer's
@@ -316,6 +378,47 @@ def user_error(error: BaseException) -> str | None:
     return None
 
 
+def build_cli(args: list[str] | None, run: bool = True) -> MetriplectorCLI:
+    """The command line's ``MetriplectorCLI`` on ``args``.
+
+    Args:
+        args: command-line arguments (None: ``sys.argv``).
+        run: run the subcommand that ``args`` names; False: no subcommand, only build.
+    """
+    return MetriplectorCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        parser_class=Parser,
+        seed_everything_default=DEFAULT_SEED,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={
+            "prog": "lit-metriplector",
+            "description": DESCRIPTION,
+            "formatter_class": HelpFormatter,
+        },
+        args=args,
+        run=run,
+    )
+
+
+def build_from_config(
+    path: str | Path, *overrides: str
+) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The task (with its network) and the DataModule that ``fit --config path`` builds, through
+    the CLI's own parser: the same defaults, seed and links from the data. For tests and
+    benchmarks; nothing is trained or loaded.
+
+    Args:
+        path: a config file, e.g. ``configs/fashion_mnist.yaml``.
+        overrides: command-line arguments after it, e.g. ``--trainer.max_steps=100`` (the
+            schedule follows it) or ``--model.init_args.network.init_args.steps=4``.
+    """
+    cli = build_cli(["--config", str(path), *overrides], run=False)
+    return cli.model, cli.datamodule
+
+
 def main(args: list[str] | None = None) -> MetriplectorCLI:
     _show_package_messages()
     # Lightning 2.6.6 calls a pytree API that torch 2.13 deprecates; nothing for users to act on.
@@ -324,21 +427,7 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     MetriplectorError.last = None
     try:
-        return MetriplectorCLI(
-            model_class=L.LightningModule,
-            datamodule_class=L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            parser_class=Parser,
-            seed_everything_default=DEFAULT_SEED,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "prog": "lit-metriplector",
-                "description": DESCRIPTION,
-                "formatter_class": HelpFormatter,
-            },
-            args=args,
-        )
+        return build_cli(args)
     except SIGTERMException:
         # Lightning's own SIGTERM handling outside the training steps (RunCheckpoint's inside):
         # a SystemExit without a status, which schedulers would record as a success.

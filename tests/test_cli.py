@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from lit_metriplector.cli import main
+from lit_metriplector.cli import build_from_config, main
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -222,3 +223,70 @@ def test_lm_predict_writes_a_text_file_per_prompt(config, tmp_path, monkeypatch)
     texts = [f.read_text(encoding="utf-8") for f in files]
     assert texts[0].startswith("hello") and texts[1].startswith("é")
     assert len(texts[0]) > len("hello") and len(texts[1]) > len("é")
+
+
+# --- facts stated once: the schedule follows the trainer ------------------------------------
+
+
+def test_a_config_without_the_schedules_length_trains_over_max_steps(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = main(
+        [
+            "fit",
+            *tiny(ROOT / "configs" / "maze.yaml"),
+            "--model.init_args.optimizer.init_args.lr=0.004",
+            "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.OneCycleLR",
+            "--model.init_args.lr_scheduler.pct_start=0.25",
+            "--data.init_args.train_size=24",
+            "--trainer.max_steps=6",
+            "--trainer.log_every_n_steps=1",
+            "--trainer.limit_val_batches=0",
+            "--test_after_fit=false",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == scheduler.last_epoch == cli.trainer.global_step == 6
+    assert scheduler.optimizer.param_groups[0]["max_lr"] == 0.004  # the peak: the optimizer's lr
+
+
+def test_a_cosine_schedule_lasts_max_steps():
+    task, _ = build_from_config(ROOT / "configs" / "sudoku_gpu.yaml", "--trainer.max_steps=40")
+    optimizer = task.optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert task.lr_scheduler(optimizer).T_max == 40
+
+
+@pytest.mark.parametrize(
+    ("config", "stated", "message"),
+    [
+        (
+            "lm",
+            "--model.init_args.lr_scheduler.init_args.total_steps=10",
+            "lr_scheduler total_steps=10 but trainer.max_steps=5000: leave total_steps out, "
+            "the schedule's length is trainer.max_steps",
+        ),
+        (
+            "sudoku_gpu",
+            "--model.init_args.lr_scheduler.T_max=10",
+            "lr_scheduler T_max=10 but trainer.max_steps=60000: leave T_max out",
+        ),
+        (
+            "lm",
+            "--model.init_args.lr_scheduler.max_lr=0.5",
+            "lr_scheduler max_lr=0.5 but the optimizer's lr=0.002: leave max_lr out, the "
+            "schedule's peak is the optimizer's lr",
+        ),
+        (
+            "lm",
+            "--trainer.max_steps=-1",
+            "lr_scheduler total_steps: the schedule's length is trainer.max_steps, which is not "
+            "set; set trainer.max_steps",
+        ),
+    ],
+)
+def test_a_schedule_value_the_run_contradicts_is_one_line(config, stated, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), stated])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lit-metriplector: error: {message}")

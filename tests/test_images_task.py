@@ -6,12 +6,12 @@ import csv
 import math
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from lit_metriplector.cli import main
+from lit_metriplector.cli import build_from_config, main
 from lit_metriplector.core import CGOptions, Grid2D, Heads, MetriplectorLayer, Rollout
 from lit_metriplector.core.grid import _EulerRollout, _GridSolve
 from lit_metriplector.datamodules import (
@@ -21,6 +21,7 @@ from lit_metriplector.datamodules import (
     FashionMNISTDataModule,
 )
 from lit_metriplector.datamodules.images import BatchAugmentation, crop_flip, mix
+from lit_metriplector.errors import ConfigError
 from lit_metriplector.modules import ClassificationTask
 from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
 from lit_metriplector.networks.layers import fast_asinh
@@ -34,10 +35,11 @@ def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def network_args(config: str) -> dict:
-    return yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]["network"][
-        "init_args"
-    ]
+def network_of(config: str, *overrides: str, **init_args) -> torch.nn.Module:
+    """The network that the CLI builds from a shipped config (sizes linked from its data), with
+    command-line ``overrides`` and ``init_args`` of the network changed."""
+    changed = [f"--model.init_args.network.init_args.{k}={v}" for k, v in init_args.items()]
+    return build_from_config(ROOT / "configs" / config, *overrides, *changed)[0].network
 
 
 # --- the fast grid layer is the core's layer ------------------------------------------------
@@ -146,19 +148,17 @@ def test_fast_asinh():
 # --- stability at the CIFAR shape -----------------------------------------------------------
 
 
-def cifar_shaped(steps_factor: int = 1, **overrides) -> ImageMetriplector:
-    """The CIFAR-100 config's network with narrow stages (same depths, physics and bounds)."""
-    args = network_args("cifar100.yaml")
-    args.update(widths=[8, 8, 8], fields=[2, 2, 2], mlp_ratio=1.0, num_classes=10)
-    args["steps"] = args["steps"] * steps_factor
-    args.update(overrides)
-    return ImageMetriplector(**args)
+def cifar_shaped(**init_args) -> ImageMetriplector:
+    """The CIFAR-10 config's network (CIFAR-100's but for the classes) with narrow stages: the
+    same depths, physics and bounds."""
+    narrow = {"widths": [8, 8, 8], "fields": [2, 2, 2], "mlp_ratio": 1.0}
+    return network_of("cifar10.yaml", **{**narrow, **init_args})
 
 
-@pytest.mark.parametrize("factor", [1, 4])
-def test_training_at_the_cifar_shape_is_stable(factor):
+@pytest.mark.parametrize("steps", [8, 32])  # the config's, and 4x as many
+def test_training_at_the_cifar_shape_is_stable(steps):
     torch.manual_seed(0)
-    net = cifar_shaped(factor)
+    net = cifar_shaped(steps=steps)
     optimizer = torch.optim.AdamW(net.parameters(), lr=0.05)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     for _ in range(3):
@@ -171,10 +171,10 @@ def test_training_at_the_cifar_shape_is_stable(factor):
     with torch.no_grad():
         logits, reports = net(x * 10, diagnostics=True)  # louder input than any it saw
     assert torch.isfinite(logits).all()
-    assert len(reports) == sum(network_args("cifar100.yaml")["depths"])
+    assert len(reports) == sum(len(blocks) for blocks in net.stages)
     for report in reports:
         ledger = report.ledger
-        assert ledger.hamiltonian.shape[0] == 8 * factor + 1
+        assert ledger.hamiltonian.shape[0] == steps + 1
         h = ledger.hamiltonian
         assert torch.isfinite(h).all()
         assert (h.diff(dim=0) <= 1e-4 * h.abs().amax(0)).all()  # Euler never raises H
@@ -195,13 +195,14 @@ def test_strang_at_the_cifar_shape_is_stable():
 # --- parameter counts -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # five configs through the CLI's parser
 def test_parameter_counts():
-    with torch.device("meta"):
-        ours = ImageMetriplector(**network_args("cifar100.yaml"))
-        twin = DepthwiseTwin(**network_args("cifar100.yaml"))
-        wrn = WideResNet(**network_args("cifar100_wrn.yaml"))
-        small = ImageMetriplector(**network_args("fashion_mnist.yaml"))
-        small_twin = DepthwiseTwin(**network_args("fashion_mnist.yaml"))
+    twin_class = "--model.init_args.network=lit_metriplector.networks.DepthwiseTwin"
+    with torch.device("meta"):  # only counted
+        ours, twin = network_of("cifar100.yaml"), network_of("cifar100.yaml", twin_class)
+        small, small_twin = (network_of("fashion_mnist.yaml", *c) for c in ([], [twin_class]))
+        wrn = network_of("cifar100_wrn.yaml")
+    assert isinstance(twin, DepthwiseTwin) and isinstance(small_twin, DepthwiseTwin)
     assert 2.0e6 < count(ours) <= 2.26e6
     assert abs(count(twin) / count(ours) - 1) < 0.02
     assert abs(count(small_twin) / count(small) - 1) < 0.02
@@ -378,6 +379,10 @@ def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypat
     pictures = task.render_prediction(batch, task(batch["input"])[0])
     assert pictures.dtype == torch.uint8 and pictures.shape[:2] == (2, 3)
     assert list(Path("runs/fashion_mnist").rglob("events.out.tfevents.*"))
+    # the sizes linked from the data are in the checkpoint: it loads without the config
+    loaded = ClassificationTask.load_from_checkpoint("runs/fashion_mnist/checkpoints/last.ckpt")
+    stem = next(m for m in loaded.network.modules() if isinstance(m, torch.nn.Conv2d))
+    assert loaded.num_classes == 10 and stem.in_channels == 1
     main(
         [
             "predict",
@@ -395,14 +400,26 @@ def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypat
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
 
 
-@pytest.mark.slow
-def test_task_rejects_a_class_count_that_is_not_the_datas(tmp_path, monkeypatch, capsys):
-    folders = fabricate(tmp_path / "data")
-    monkeypatch.chdir(tmp_path)
-    args = tiny_image_args("fashion_mnist", folders)
-    with pytest.raises(SystemExit):
-        main(["fit", *args, "--model.init_args.num_classes=7", "--trainer.fast_dev_run=1"])
-    assert "the data has 10 classes" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("data", "classes", "channels"),
+    [([], 10, 1), (["--data=CIFAR100DataModule", "--data.init_args.labels=coarse"], 20, 3)],
+)
+def test_classes_and_channels_come_from_the_data_through_the_cli(data, classes, channels):
+    for network in ([], ["--model.init_args.network=lit_metriplector.networks.WideResNet"]):
+        task, _ = build_from_config(ROOT / "configs" / "fashion_mnist.yaml", *data, *network)
+        assert task.num_classes == classes
+        assert task.network.classifier.out_features == classes
+        stem = next(m for m in task.network.modules() if isinstance(m, torch.nn.Conv2d))
+        assert stem.in_channels == channels
+
+
+def test_a_task_built_in_python_for_other_classes_stops_at_setup(tmp_path):
+    folders = fabricate(tmp_path)
+    data = FashionMNISTDataModule(data_dir=str(folders["fashion"]), batch_size=2, val_size=2)
+    task = ClassificationTask(WideResNet(1, 7, 10, 1), num_classes=7)
+    trainer = L.Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match="the data has 10 classes .* with num_classes=10"):
+        trainer.fit(task, datamodule=data)
 
 
 def test_loss_takes_soft_targets_and_smoothing():

@@ -7,9 +7,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import yaml
 from torch import nn
 
+from lit_metriplector.cli import build_from_config
 from lit_metriplector.datamodules import ByteTextDataModule
 from lit_metriplector.errors import ConfigError
 from lit_metriplector.metrics import BitsPerByte
@@ -165,9 +165,14 @@ def test_prompts_are_utf8_bytes_one_dataloader_each():
         ByteTextDataModule(prompts=[""])
 
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+METRIPLECTOR_PARAMETERS = 1_825_920  # configs/lm.yaml's network
+
+
 @pytest.mark.parametrize(
     ("config", "cls", "tolerance"),
     [
+        ("lm", MetriplectorLM, 0),
         ("lm_gpt", GPT, 0.01),
         ("lm_modern_gpt", ModernGPT, 0.02),
         ("lm_lru", LinearRecurrentLM, 0.02),
@@ -175,16 +180,26 @@ def test_prompts_are_utf8_bytes_one_dataloader_each():
     ],
 )
 def test_baseline_configs_match_the_metriplector_config_in_parameters(config, cls, tolerance):
-    def network(config: str) -> dict:
-        path = Path(__file__).resolve().parents[1] / "configs" / f"{config}.yaml"
-        spec = yaml.safe_load(path.read_text())["model"]["init_args"]["network"]
-        return spec["class_path"], spec["init_args"]
+    with torch.device("meta"):  # only counted
+        network = build_from_config(CONFIGS / f"{config}.yaml")[0].network
+    assert type(network) is cls
+    difference = count_parameters(network) - METRIPLECTOR_PARAMETERS
+    assert abs(difference) <= tolerance * METRIPLECTOR_PARAMETERS
 
-    path, kwargs = network(config)
-    assert path.endswith(cls.__name__)
-    metriplector = count_parameters(MetriplectorLM(**network("lm")[1]))
-    assert metriplector == 1_825_920
-    assert abs(count_parameters(cls(**kwargs)) - metriplector) < tolerance * metriplector
+
+class SevenBitText(ByteTextDataModule):
+    """ASCII text: an alphabet of 128 symbols."""
+
+    vocab_size = 128
+
+
+def test_the_vocabulary_comes_from_the_data_through_the_cli():
+    task, _ = build_from_config(CONFIGS / "lm.yaml", "--data=tests.test_lm_task.SevenBitText")
+    assert task.network.vocab_size == task.network.embedding.num_embeddings == 128
+    # a value the config states gives way to the data's
+    stated = "--model.init_args.network.init_args.vocab_size=100"
+    task, _ = build_from_config(CONFIGS / "lm_gpt.yaml", stated)
+    assert task.network.vocab_size == task.network.token_embedding.num_embeddings == 256
 
 
 def test_modern_gpt_has_no_biases_and_ties_or_unties_its_head():
@@ -222,4 +237,5 @@ def test_benchmarked_changes_keep_the_parameter_count(name, monkeypatch):
     # benchmarks/lm.py compares changes to the Metriplector LM at (nearly) equal parameters.
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     lm_benchmark = importlib.import_module("lm")
-    assert abs(count_parameters(lm_benchmark.build(name)) - 1_825_920) < 0.02 * 1_825_920
+    difference = count_parameters(lm_benchmark.build(name)) - METRIPLECTOR_PARAMETERS
+    assert abs(difference) < 0.02 * METRIPLECTOR_PARAMETERS

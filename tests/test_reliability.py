@@ -264,9 +264,7 @@ def test_one_cycle_without_warmup_is_a_config_error(tmp_path, monkeypatch, capsy
             *TINY_MAZE,
             *SHORT_FIT,
             "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.OneCycleLR",
-            "--model.init_args.lr_scheduler.max_lr=0.01",
-            "--model.init_args.lr_scheduler.total_steps=10",
-            "--model.init_args.lr_scheduler.pct_start=0.1",
+            "--model.init_args.lr_scheduler.pct_start=0.125",  # of SHORT_FIT's 8 steps
         ],
         capsys,
         "pct_start x total_steps = 1",
@@ -326,7 +324,6 @@ def test_lm_validation_logs_a_text_sample(tmp_path, monkeypatch):
             "--model.init_args.network.init_args.layers=1",
             "--model.init_args.network.init_args.modes=4",
             "--model.init_args.sample_bytes=16",
-            "--model.init_args.lr_scheduler.total_steps=4",
             "--data.init_args.seq_len=16",
             "--data.init_args.batch_size=2",
             "--data.init_args.val_windows=2",

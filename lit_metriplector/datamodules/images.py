@@ -212,7 +212,9 @@ class BatchAugmentation(torch.nn.Module):
 
 class ImageDataModule(ResumableDataModule):
     """Base of the image DataModules: seeded validation split, resumable training order,
-    batched augmentation on the device. Subclasses implement ``load(split)``.
+    batched augmentation on the device. Subclasses implement ``load(split)``. The CLI links
+    ``num_classes`` into the task and its network and ``channels`` into the network's
+    ``in_channels``.
 
     Args:
         data_dir: folder of the data files.
@@ -252,6 +254,11 @@ class ImageDataModule(ResumableDataModule):
         self.test_names = ["test"]
         self.predict_names = ["test"]
         self.classes: tuple[str, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images (one normalisation mean each)."""
+        return len(self.mean)
 
     def load(self, split: Literal["train", "test"]) -> ImageDataset:
         raise NotImplementedError

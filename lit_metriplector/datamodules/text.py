@@ -55,7 +55,7 @@ class ByteTextDataModule(ResumableDataModule):
         prompts: texts for `predict` to continue, as their UTF-8 bytes; default a single newline.
     """
 
-    vocab_size = 256
+    vocab_size = 256  # bytes; the CLI links it into the network's vocab_size
 
     def __init__(
         self,

@@ -134,7 +134,8 @@ class ClassificationTask(MetriplectorTask):
     any ``TaskNetwork``; ``optimizer``, ``lr_scheduler``, ``compile``, ``test_names``), and:
 
     Args:
-        num_classes: classes of the data (checked against the DataModule's at setup).
+        num_classes: classes of the data (linked from the DataModule by the CLI; checked
+            against it at setup).
         label_smoothing: of the cross-entropy.
         top_k: the second accuracy's k.
     """
@@ -174,8 +175,7 @@ class ClassificationTask(MetriplectorTask):
         if classes is not None and classes != self.num_classes:
             raise ConfigError(
                 f"the data has {classes} classes but the task was configured with num_classes="
-                f"{self.num_classes}: set model.init_args.num_classes (and the network's) to "
-                f"{classes}"
+                f"{self.num_classes}: build the task (and its network) with num_classes={classes}"
             )
 
     def split_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

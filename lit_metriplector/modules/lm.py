@@ -60,14 +60,14 @@ class LMTask(MetriplectorTask):
         super().__init__(*args, **kwargs)
 
     def setup(self, stage: str) -> None:
-        # The data decides the alphabet; a network built for another one fails here, not with
-        # an index error deep in the embedding.
+        # The data decides the alphabet (the CLI links it into the network); a network built
+        # in Python for another one fails here, not with an index error in the embedding.
         data_vocab = getattr(getattr(self._trainer, "datamodule", None), "vocab_size", None)
         net_vocab = getattr(self.network, "vocab_size", None)
         if None not in (data_vocab, net_vocab) and data_vocab != net_vocab:
             raise ConfigError(
                 f"the data has vocab_size {data_vocab} but the network was built for "
-                f"{net_vocab}: set model.init_args.network.init_args.vocab_size: {data_vocab}"
+                f"{net_vocab}: build the network with vocab_size={data_vocab}"
             )
 
     def build_metrics(self) -> MetricCollection:
