@@ -29,12 +29,14 @@ sys.path.insert(0, sys.argv[1])
 torch.set_num_threads(1)
 from lit_metriplector.networks import ImageMetriplector
 config, batch, mode, reps = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+# read as YAML: the earlier checkout has no build_from_config; the configs no longer state the
+# sizes that the CLI links from the data
 args = yaml.safe_load(open(config))["model"]["init_args"]["network"]["init_args"]
-args.setdefault("num_classes", 10)
+size = 28 if "fashion" in config else 32
+args.update(num_classes=10, in_channels=1 if size == 28 else 3)
 torch.manual_seed(0)
 net = ImageMetriplector(**args)
-size = 28 if "fashion" in config else 32
-x = torch.randn(batch, args.get("in_channels", 1 if size == 28 else 3), size, size)
+x = torch.randn(batch, args["in_channels"], size, size)
 def step():
     if mode == "train":
         net.train(); net(x)[0].square().mean().backward()
