@@ -182,8 +182,9 @@ class Parser(LightningArgumentParser):
 
 
 class MetriplectorCLI(LightningCLI):
-    """LightningCLI with the data's decisions linked into the model and guards on weights,
-    checkpoints, output paths and resumes."""
+    """LightningCLI with the data's decisions and the run's length linked into the model
+    (docs/architecture.md lists the links) and guards on weights, checkpoints, output paths and
+    resumes."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -215,7 +216,8 @@ class MetriplectorCLI(LightningCLI):
             for target in targets:
                 parser.link_arguments(f"data.{size}", target, apply_on="instantiate")
         # Each schedule link also reads the value a config may still state, to refuse a
-        # conflicting one (a plain link would replace it unseen).
+        # conflicting one (a plain link would replace it unseen): its target is among its
+        # sources, which jsonargparse 4.47 allows (tests/test_cli.py holds it to that).
         for name in SCHEDULE_LENGTHS:
             target = SCHEDULER + name
             parser.link_arguments(("trainer.max_steps", target), target, schedule_length(name))
