@@ -252,6 +252,18 @@ class MetriplectorCLI(LightningCLI):
         if root is not None:
             rebase_outputs(config, str(root))
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # The sizes linked from the data into the parsed config too, which would otherwise hold
+        # the defaults: the run's recipe and a checkpoint's checks see what the model was built
+        # with (the checkpoint's hyperparameters hold the linked values already).
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for size, targets in DATA_SIZES.items():
+            value = getattr(self.datamodule, size, None)
+            for target in targets:
+                if value is not None and target in config:
+                    config[target] = value
+
     def _checkpoint_file(self) -> Path | None:
         """The file ``--ckpt_path`` names (``last`` resolved to this config's last checkpoint);
         None where Lightning resolves it from elsewhere (``hpc``, ``registry``)."""

@@ -379,6 +379,8 @@ def test_fit_logs_pictures_and_predict_writes_a_grid_and_csv(tmp_path, monkeypat
     pictures = task.render_prediction(batch, task(batch["input"])[0])
     assert pictures.dtype == torch.uint8 and pictures.shape[:2] == (2, 3)
     assert list(Path("runs/fashion_mnist").rglob("events.out.tfevents.*"))
+    network = cli.config["fit"]["model"]["init_args"]["network"]["init_args"]
+    assert (network["num_classes"], network["in_channels"]) == (10, 1)  # the recipe's values
     # the sizes linked from the data are in the checkpoint: it loads without the config
     loaded = ClassificationTask.load_from_checkpoint("runs/fashion_mnist/checkpoints/last.ckpt")
     stem = next(m for m in loaded.network.modules() if isinstance(m, torch.nn.Conv2d))
