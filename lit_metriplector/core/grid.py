@@ -84,6 +84,16 @@ def _neighbours(kv: Tensor, kh: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]
     )
 
 
+def _diagonal(
+    neighbours: tuple[Tensor, ...], mass2: Tensor | None, shift: Tensor | None = None
+) -> Tensor:
+    """``diag A``: the conductances from each site (plus a ``shift``) plus its ``m^2``."""
+    diag = sum(neighbours)
+    if shift is not None:
+        diag = diag + shift
+    return diag if mass2 is None else diag + mass2
+
+
 def _apply(
     neighbours: tuple[Tensor, ...], diag: Tensor, coupling: Tensor | None, x: Tensor
 ) -> Tensor:
@@ -123,9 +133,7 @@ class _EulerRollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, phi, kv, kh, mass2, source, gamma, mobility, coupling, rotation, dt, steps):
         neighbours = _neighbours(kv, kh)
-        diag = sum(neighbours)
-        if mass2 is not None:
-            diag = diag + mass2
+        diag = _diagonal(neighbours, mass2)
         step_mobility = None if mobility is None else dt * mobility
         keep = None if gamma is None else 1 - dt * gamma
         turn = None if rotation is None else dt * rotation
@@ -163,9 +171,7 @@ class _EulerRollout(torch.autograd.Function):
         ]
         forces = [saved[per - 1 + per * k] for k in range(steps)]
         neighbours = _neighbours(kv, kh)
-        diag = sum(neighbours)
-        if mass2 is not None:
-            diag = diag + mass2
+        diag = _diagonal(neighbours, mass2)
         step_mobility = None if mobility is None else dt * mobility
         keep = None if gamma is None else 1 - dt * gamma
         turn_t = None if rotation is None else (dt * rotation).T
@@ -278,9 +284,7 @@ class _GridSolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx, b, x0, shift, kv, kh, mass2, coupling, tol, max_iter):
         neighbours = _neighbours(kv, kh)
-        diag = sum(neighbours) + shift
-        if mass2 is not None:
-            diag = diag + mass2
+        diag = _diagonal(neighbours, mass2, shift)
         x, iterations, residual = _grid_cg(neighbours, diag, coupling, b, x0, tol, max_iter)
         _record(iterations, residual, tol, max_iter, "mobility solve")
         ctx.save_for_backward(x, kv, kh, coupling, diag)
@@ -386,11 +390,8 @@ def euler_rollout(
         return State(phi, pi if momenta else None, phi.new_zeros(0)), None
     # diagnostics: the same steps in autograd, recording every state and the entropy.
     # Constant within the rollout: neighbour conductances per site and the diagonal of A
-    down, up = F.pad(c.kv, (0, 0, 0, 1)), F.pad(c.kv, (0, 0, 1, 0))
-    right, left = F.pad(c.kh, (0, 1)), F.pad(c.kh, (1, 0))
-    diag = down + up + right + left
-    if c.mass2 is not None:
-        diag = diag + c.mass2
+    neighbours = _neighbours(c.kv, c.kh)
+    diag = _diagonal(neighbours, c.mass2)
     step_mobility = None if c.mobility is None else dt * c.mobility
     keep = None if c.gamma is None else 1 - dt * c.gamma
     turn = None if c.rotation is None else dt * c.rotation
@@ -398,14 +399,7 @@ def euler_rollout(
     s = phi.new_zeros(phi.shape[0], *phi.shape[2:])
     states = [(phi, pi, s)]
     for _ in range(steps):
-        p = F.pad(phi, (1, 1, 1, 1))
-        h = torch.addcmul(-c.source, diag, phi)
-        h = h.addcmul(down, p[:, :, 2:, 1:-1], value=-1).addcmul(up, p[:, :, :-2, 1:-1], value=-1)
-        h = h.addcmul(right, p[:, :, 1:-1, 2:], value=-1).addcmul(
-            left, p[:, :, 1:-1, :-2], value=-1
-        )
-        if c.coupling is not None:
-            h = h + _mix(c.coupling, phi)
+        h = _apply(neighbours, diag, c.coupling, phi) - c.source  # as _EulerRollout does
         new_phi = phi if pi is None else torch.addcmul(phi, dt, pi)
         if step_mobility is not None:
             new_phi = new_phi.addcmul(step_mobility, h, value=-1)
@@ -447,9 +441,7 @@ def strang_rollout(
     when diagnostics are asked for."""
     tol, max_iter = options.tol, options.max_iter or 100
     neighbours = _neighbours(c.kv, c.kh)
-    diag = sum(neighbours)
-    if c.mass2 is not None:
-        diag = diag + c.mass2
+    diag = _diagonal(neighbours, c.mass2)
     half, quarter = 0.5 * dt, 0.25 * dt
 
     def force(f: Tensor) -> Tensor:
