@@ -63,7 +63,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     values only: a file that would run code is refused, never loaded unsafely)."""
     path = require_checkpoint_file(path)
     try:
-        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        # memory-mapped: the checks read shapes and small records, Lightning loads it after them
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     except pickle.UnpicklingError:
         raise ConfigError(
             f"{path} holds Python objects besides tensors and plain values; lit_metriplector "
@@ -76,18 +77,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _class_name(class_path: Any) -> str | None:
-    return None if class_path is None else str(class_path).rsplit(".", 1)[-1]
-
-
-def checkpoint_task(checkpoint: dict[str, Any]) -> str | None:
-    """The task class that wrote a CLI checkpoint (``MazeTask``), if it says."""
-    return _class_name(checkpoint.get("hyper_parameters", {}).get("_class_path"))
-
-
 def check_task(path: str | Path, checkpoint: dict[str, Any], model: nn.Module) -> None:
-    """Refuse a checkpoint of another task, naming both."""
-    written_by = checkpoint_task(checkpoint)
+    """Refuse a checkpoint of another task, naming both (CLI checkpoints record the task's
+    class path; others are left to the weight check)."""
+    class_path = checkpoint.get("hyper_parameters", {}).get("_class_path")
+    written_by = None if class_path is None else str(class_path).rsplit(".", 1)[-1]
     if written_by is not None and written_by != type(model).__name__:
         raise ConfigError(
             f"{path} is a {written_by} checkpoint, but this config builds a "

@@ -64,11 +64,11 @@ Each config writes checkpoints to runs/<task>/checkpoints/ (last.ckpt is the lat
 """
 # --ckpt_path values Lightning resolves itself
 SPECIAL_CHECKPOINTS = ("last", "best", "hpc", "registry")
-# Config keys that name where a run writes; relative ones go under --trainer.default_root_dir.
 # A write refused for lack of permission, a read-only file system or a full disk.
 WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC)
 # Lightning's ValueErrors that name a setting of the user's (not a bug).
 LIGHTNING_SETTINGS = ("`val_check_interval`",)
+# Config keys that name where a run writes; relative ones go under --trainer.default_root_dir.
 OUTPUT_KEYS = ("save_dir", "dirpath", "output_dir", "cache_dir")
 # What a run's log folder holds besides event files before anything is logged.
 RUN_FILES = ("config.yaml", "hparams.yaml")
@@ -270,14 +270,16 @@ class MetriplectorCLI(LightningCLI):
         ckpt = self.config[self.subcommand].get("ckpt_path")
         if ckpt is None or ckpt in ("hpc", "registry"):
             return None
-        callback = self.trainer.checkpoint_callback
-        folder = None if callback is None or callback.dirpath is None else Path(callback.dirpath)
         if ckpt == "best":
             raise ConfigError(
                 "--ckpt_path best: the best checkpoint is only known inside the fit that saved "
                 "it; pass its file (see runs/<task>/checkpoints/) or --ckpt_path last"
             )
         if ckpt == "last":
+            callback = self.trainer.checkpoint_callback
+            folder = (
+                None if callback is None or callback.dirpath is None else Path(callback.dirpath)
+            )
             if folder is None or not (folder / "last.ckpt").is_file():
                 where = "" if folder is None else f" ({folder}/last.ckpt)"
                 raise MissingFileError(
@@ -292,19 +294,19 @@ class MetriplectorCLI(LightningCLI):
         checkpoint (a readable one, of this task, with weights that fit, and for a resumed fit
         the same recipe)."""
         config = self.config[self.subcommand]
-        if self.subcommand == "fit" and isinstance(self.model, MetriplectorTask):
+        fit = self.subcommand == "fit"
+        if fit and isinstance(self.model, MetriplectorTask):
             self.model.check_optimizer()
+        run_recipe = recipe(config) if fit else None
         path = self._checkpoint_file()
         if path is not None:
             checkpoint = read_checkpoint(path)
             check_task(path, checkpoint, self.model)
             check_weights(path, checkpoint, self.model, config["model"])
-            if self.subcommand == "fit":
-                check_resume(
-                    path, checkpoint, recipe(config), bool(config.get("allow_recipe_change"))
-                )
-        if self.subcommand == "fit":
-            self.trainer.callbacks.append(RunRecord(recipe(config)))
+            if fit:
+                check_resume(path, checkpoint, run_recipe, bool(config.get("allow_recipe_change")))
+        if fit:
+            self.trainer.callbacks.append(RunRecord(run_recipe))
         if self.subcommand == "predict":
             # predict writes files through its writers; a log folder would hold only a config
             self.trainer.logger = None

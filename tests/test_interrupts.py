@@ -13,21 +13,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lit_metriplector.cli import main
+from tests.test_reliability import TINY_MAZE as RELIABILITY_MAZE
 
-ROOT = Path(__file__).resolve().parents[1]
+# test_reliability's tiny maze fit, with a smaller training set and a fixed length
 TINY_MAZE = [
-    "--config",
-    str(ROOT / "configs" / "maze.yaml"),
-    "--model.init_args.network.init_args.features=8",
-    "--model.init_args.network.init_args.fields=1",
-    "--data.init_args.train_cells=3",
-    "--data.init_args.val_cells=3",
-    "--data.init_args.test_cells=[4]",
-    "--data.init_args.batch_size=4",
+    *RELIABILITY_MAZE,
     "--data.init_args.train_size=12",
     "--data.init_args.val_size=4",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
     "--trainer.max_steps=10",
     "--trainer.val_check_interval=3",
     "--test_after_fit=false",

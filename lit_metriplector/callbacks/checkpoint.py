@@ -119,13 +119,13 @@ class RunCheckpoint(lightning_callbacks.ModelCheckpoint):
 
     def _stop(self, trainer) -> None:
         candidates = self._monitor_candidates(trainer)
-        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
+        if self._last_global_step_saved != trainer.global_step:  # else saved at this very step
             if self.save_last:
                 self._save_last_checkpoint(trainer, candidates)
             else:
                 self._save_checkpoint(trainer, self.format_checkpoint_name(candidates))
         path = self.last_model_path if self.save_last else self._last_checkpoint_saved
-        signum = self.stop_signal or signal.SIGTERM
+        signum = self.stop_signal or signal.SIGTERM  # a DDP rank that another rank's signal stops
         log.warning(
             f"fit stopped by {signal.Signals(signum).name} at step {trainer.global_step}: saved "
             f"{path}; resume with the same command and --ckpt_path "
@@ -144,9 +144,8 @@ class RunCheckpoint(lightning_callbacks.ModelCheckpoint):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handlers()
         super().on_exception(trainer, pl_module, exception)
-        if isinstance(exception, SystemExit) or trainer.fast_dev_run:
-            return
-        if trainer.state.fn != TrainerFn.FITTING:
+        stopped = isinstance(exception, SystemExit)  # by a signal: it has said what it saved
+        if stopped or trainer.fast_dev_run or trainer.state.fn != TrainerFn.FITTING:
             return
         latest = self._last_checkpoint_saved
         log.warning(
