@@ -31,7 +31,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from . import callbacks, datamodules, modules  # noqa: F401  (registers the short class names)
-from .callbacks.checkpoint import describe_os_error
 from .checkpoints import (
     RunRecord,
     check_resume,
@@ -41,6 +40,7 @@ from .checkpoints import (
     recipe,
     require_checkpoint_file,
 )
+from .datasets.files import describe_os_error
 from .errors import ConfigError, MetriplectorError, MissingFileError
 from .modules.base import MetriplectorTask
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import signal
 import threading
@@ -14,24 +13,12 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import callbacks as lightning_callbacks
 from lightning.pytorch.trainer.states import TrainerFn
 
-from ..datasets.files import atomic_write
-from ..errors import OutputError
+from ..datasets.files import atomic_write, output_errors
 
 log = logging.getLogger(__name__)
 
 # What schedulers, `timeout` and Ctrl-C send; the exit status is 128 + the signal's number.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def describe_os_error(error: OSError) -> str:
-    """The cause of a failed write in words a user can act on."""
-    if error.errno == errno.ENOSPC:
-        return "the disk is full"
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if error.errno == errno.EROFS:
-        return "the file system is read-only"
-    return error.strerror or str(error)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -44,13 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        try:
-            with atomic_write(path) as file:
-                torch.save(checkpoint, file)
-        except OSError as error:
-            raise OutputError(
-                f"cannot write checkpoint {path}: {describe_os_error(error)}"
-            ) from error
+        with output_errors(path, "write checkpoint"), atomic_write(path) as file:
+            torch.save(checkpoint, file)
 
 
 class RunCheckpoint(lightning_callbacks.ModelCheckpoint):

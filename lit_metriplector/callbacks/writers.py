@@ -24,8 +24,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,12 +33,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
-from ..datasets.files import atomic_write
+from ..datasets.files import atomic_write, output_errors
 from ..datasets.mazes import decode, format_mazes_text, render_png
-from ..errors import ConfigError, DataError, MetriplectorError, OutputError
+from ..errors import ConfigError, DataError
 from ..modules.lm import TextPrediction
 from ..modules.maze import MazePrediction
-from .checkpoint import describe_os_error
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +54,6 @@ def prediction_name(trainer, dataloader_idx: int, prefix: str) -> str:
     """The DataModule's ``predict_names[dataloader_idx]``, else ``<prefix><dataloader_idx>``."""
     names = getattr(trainer.datamodule, "predict_names", None)
     return names[dataloader_idx] if names else f"{prefix}{dataloader_idx}"
-
-
-@contextmanager
-def output_errors(path: Path, action: str = "write") -> Iterator[None]:
-    """Raise an ``OSError`` from the block as an ``OutputError``: one sentence naming the
-    ``action`` on ``path`` and its cause (permission denied, a read-only file system, a full
-    disk)."""
-    try:
-        yield
-    except MetriplectorError:
-        raise  # already says what is wrong (an OutputError is itself an OSError)
-    except OSError as error:
-        raise OutputError(f"cannot {action} {path}: {describe_os_error(error)}") from error
 
 
 def png_bytes(image: Image.Image) -> bytes:

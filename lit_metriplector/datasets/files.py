@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from ..errors import DataError, MissingFileError
+from ..errors import DataError, MetriplectorError, MissingFileError, OutputError
 
 
 def _umask() -> int:
@@ -47,3 +48,28 @@ def require_file(path: str | Path, what: str) -> Path:
     if not file.is_file():
         raise MissingFileError(f"{what} not found: {file}")
     return file
+
+
+def describe_os_error(error: OSError) -> str:
+    """The cause of a failed write in words a user can act on."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.EROFS:
+        return "the file system is read-only"
+    return error.strerror or str(error)
+
+
+@contextmanager
+def output_errors(path: str | Path, action: str = "write") -> Iterator[None]:
+    """Raise an ``OSError`` from the block as an ``OutputError``: one sentence naming the
+    ``action`` on ``path`` and its cause (permission denied, a read-only file system, a full
+    disk)."""
+    try:
+        yield
+    except MetriplectorError:
+        raise  # already says what is wrong (an OutputError is itself an OSError)
+    except OSError as error:
+        raise OutputError(f"cannot {action} {path}: {describe_os_error(error)}") from error
+
