@@ -22,13 +22,15 @@ the generic path, which honours every ``CGOptions`` field). Same numbers as the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .integrators import cayley
+from .integrators import cayley, mobility_heat
 from .lattice import Grid2D
-from .solver import CGOptions, SolveInfo, record_solve
+from .solver import CGOptions, conjugate_gradient, norm_bound, record_solve
 from .system import Diagnostics, State, System
 
 
@@ -114,6 +116,50 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
+class _EulerConstants(NamedTuple):
+    """What stays fixed within an Euler rollout: the neighbour conductances per site, ``diag A``,
+    ``dt Gamma``, ``1 - dt gamma`` and ``dt G``."""
+
+    neighbours: tuple[Tensor, Tensor, Tensor, Tensor]
+    diag: Tensor
+    step_mobility: Tensor | None
+    keep: Tensor | None
+    turn: Tensor | None
+
+    @staticmethod
+    def of(kv, kh, mass2, gamma, mobility, rotation, dt) -> _EulerConstants:
+        neighbours = _neighbours(kv, kh)
+        return _EulerConstants(
+            neighbours,
+            _diagonal(neighbours, mass2),
+            None if mobility is None else dt * mobility,
+            None if gamma is None else 1 - dt * gamma,
+            None if rotation is None else dt * rotation,
+        )
+
+
+def _euler_step(
+    k: _EulerConstants,
+    coupling: Tensor | None,
+    source: Tensor,
+    dt: Tensor,
+    phi: Tensor,
+    pi: Tensor | None,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """One explicit Euler step (the equations in ``euler_rollout``): ``phi'``, ``pi'`` and the
+    force ``h`` it used. Fresh tensors updated in place, so autograd can run through it too."""
+    h = _apply(k.neighbours, k.diag, coupling, phi).sub_(source)
+    new_phi = phi.clone() if pi is None else torch.addcmul(phi, dt, pi)
+    if k.step_mobility is not None:
+        new_phi.addcmul_(k.step_mobility, h, value=-1)
+    if pi is None:
+        return new_phi, None, h
+    new_pi = pi.clone() if k.keep is None else k.keep * pi
+    if k.turn is not None:
+        new_pi.add_(_mix(k.turn, pi))
+    return new_phi, new_pi.addcmul_(dt, h, value=-1), h
+
+
 class _EulerRollout(torch.autograd.Function):
     """``steps`` explicit Euler steps of the linear grid system (see ``euler_rollout``) with
     a hand-written adjoint: the forward keeps no autograd graph (only the states), the backward
@@ -132,28 +178,12 @@ class _EulerRollout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, phi, kv, kh, mass2, source, gamma, mobility, coupling, rotation, dt, steps):
-        neighbours = _neighbours(kv, kh)
-        diag = _diagonal(neighbours, mass2)
-        step_mobility = None if mobility is None else dt * mobility
-        keep = None if gamma is None else 1 - dt * gamma
-        turn = None if rotation is None else dt * rotation
+        constants = _EulerConstants.of(kv, kh, mass2, gamma, mobility, rotation, dt)
         momenta = gamma is not None
         pi = torch.zeros_like(phi) if momenta else None
         saved = [phi] + ([pi] if momenta else [])
         for _ in range(steps):
-            h = _apply(neighbours, diag, coupling, phi).sub_(source)
-            if pi is None:
-                new_phi = torch.addcmul(phi, step_mobility, h, value=-1)
-            else:
-                new_phi = torch.addcmul(phi, dt, pi)
-                if step_mobility is not None:
-                    new_phi = new_phi.addcmul_(step_mobility, h, value=-1)
-            if momenta:
-                new_pi = keep * pi
-                if turn is not None:
-                    new_pi = new_pi.add_(_mix(turn, pi))
-                pi = new_pi.addcmul_(dt, h, value=-1)
-            phi = new_phi
+            phi, pi, h = _euler_step(constants, coupling, source, dt, phi, pi)
             saved += [h, phi] + ([pi] if momenta else [])
         ctx.save_for_backward(kv, kh, mass2, gamma, mobility, coupling, rotation, dt, *saved)
         ctx.steps, ctx.momenta = steps, momenta
@@ -170,11 +200,10 @@ class _EulerRollout(torch.autograd.Function):
             saved[per - 1 + per * k + 1 : per - 1 + per * (k + 1)] for k in range(steps)
         ]
         forces = [saved[per - 1 + per * k] for k in range(steps)]
-        neighbours = _neighbours(kv, kh)
-        diag = _diagonal(neighbours, mass2)
-        step_mobility = None if mobility is None else dt * mobility
-        keep = None if gamma is None else 1 - dt * gamma
-        turn_t = None if rotation is None else (dt * rotation).T
+        neighbours, diag, step_mobility, keep, turn = _EulerConstants.of(
+            kv, kh, mass2, gamma, mobility, rotation, dt
+        )
+        turn_t = None if turn is None else turn.T
         a_phi = torch.zeros_like(states[0][0]) if a_phi is None else a_phi.contiguous()
         a_pi = torch.zeros_like(a_phi) if a_pi is None or not momenta else a_pi.contiguous()
         g_kv, g_kh = torch.zeros_like(kv), torch.zeros_like(kh)
@@ -232,44 +261,31 @@ class _EulerRollout(torch.autograd.Function):
         return tuple(grads)
 
 
-def _per_sample_dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).flatten(1).sum(1)
-
-
 def _grid_cg(
     neighbours: tuple[Tensor, ...],
     diag: Tensor,
     coupling: Tensor | None,
     b: Tensor,
-    x: Tensor,
+    x0: Tensor,
     tol: float,
     max_iter: int,
-) -> tuple[Tensor, int, float]:
-    """Jacobi-preconditioned CG for ``M x = b``, ``M x = diag x - sum_n kappa_n x_n + W x``
-    (SPD), from ``x``; each sample stops at ``|r| <= tol |b|``. Returns ``x``, the iterations and
-    the final relative residual per sample."""
+    what: str,
+) -> Tensor:
+    """``M x = b`` for ``M x = diag x - sum_n kappa_n x_n + W x`` (SPD) by the core's CG
+    (``solver.conjugate_gradient``) with the grid's stencil and a Jacobi preconditioner; the
+    outcome is counted by ``record_solve`` as every solve's is."""
     jacobi = diag if coupling is None else diag + coupling.diagonal().view(1, -1, 1, 1)
-    r = b - _apply(neighbours, diag, coupling, x)
-    target = tol * b.flatten(1).norm(dim=1)
-    z = r / jacobi
-    p, rz = z, _per_sample_dot(r, z)
-    iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
-        active = r.flatten(1).norm(dim=1) > target
-        if not active.any():
-            iterations -= 1
-            break
-        mp = _apply(neighbours, diag, coupling, p)
-        pmp = _per_sample_dot(p, mp)
-        alpha = torch.where(active & (pmp > 0), rz / pmp.clamp_min(1e-30), 0.0).view(-1, 1, 1, 1)
-        x = x.addcmul(alpha, p)
-        r = r.addcmul(alpha, mp, value=-1)
-        z = r / jacobi
-        new_rz = _per_sample_dot(r, z)
-        beta = torch.where(active & (rz > 0), new_rz / rz.clamp_min(1e-30), 0.0).view(-1, 1, 1, 1)
-        p, rz = z.addcmul(beta, p), new_rz
-    residual = r.flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30)
-    return x, iterations, residual
+    x, info = conjugate_gradient(
+        lambda v: _apply(neighbours, diag, coupling, v),
+        b,
+        lambda r: r / jacobi,
+        x0,
+        tol,
+        max_iter,
+        norm_bound(diag, coupling),
+    )
+    record_solve(info, what)
+    return x
 
 
 class _GridSolve(torch.autograd.Function):
@@ -285,8 +301,7 @@ class _GridSolve(torch.autograd.Function):
     def forward(ctx, b, x0, shift, kv, kh, mass2, coupling, tol, max_iter):
         neighbours = _neighbours(kv, kh)
         diag = _diagonal(neighbours, mass2, shift)
-        x, iterations, residual = _grid_cg(neighbours, diag, coupling, b, x0, tol, max_iter)
-        _record(iterations, residual, tol, max_iter, "mobility solve")
+        x = _grid_cg(neighbours, diag, coupling, b, x0, tol, max_iter, "mobility solve")
         ctx.save_for_backward(x, kv, kh, coupling, diag)
         ctx.tol, ctx.max_iter, ctx.mass2 = tol, max_iter, mass2 is not None
         return x
@@ -296,23 +311,21 @@ class _GridSolve(torch.autograd.Function):
         x, kv, kh, coupling, diag = ctx.saved_tensors
         neighbours = _neighbours(kv, kh)
         grad = grad.contiguous()
-        lam, iterations, residual = _grid_cg(
-            neighbours, diag, coupling, grad, torch.zeros_like(grad), ctx.tol, ctx.max_iter
+        lam = _grid_cg(
+            neighbours,
+            diag,
+            coupling,
+            grad,
+            torch.zeros_like(grad),
+            ctx.tol,
+            ctx.max_iter,
+            "mobility adjoint solve",
         )
-        _record(iterations, residual, ctx.tol, ctx.max_iter, "mobility adjoint solve")
         g_shift = -lam * x
         g_kv = -(lam[:, :, 1:] - lam[:, :, :-1]) * (x[:, :, 1:] - x[:, :, :-1])
         g_kh = -(lam[..., 1:] - lam[..., :-1]) * (x[..., 1:] - x[..., :-1])
         g_w = None if coupling is None else -_outer(lam, x)
         return lam, None, g_shift, g_kv, g_kh, g_shift if ctx.mass2 else None, g_w, None, None
-
-
-def _record(iterations: int, residual: Tensor, tol: float, max_iter: int, what: str) -> None:
-    """Report the solve as the core's solver does (``record_solve``). A sample stopped by the
-    cap within 10 tol counts as converged: float32 rounding floors the residual there."""
-    converged = (residual <= 10 * tol) | (iterations < max_iter)
-    steps = torch.full_like(residual, iterations, dtype=torch.long)
-    record_solve(SolveInfo(steps, residual, converged), what)
 
 
 def _outer(a: Tensor, b: Tensor) -> Tensor:
@@ -389,27 +402,12 @@ def euler_rollout(
         )
         return State(phi, pi if momenta else None, phi.new_zeros(0)), None
     # diagnostics: the same steps in autograd, recording every state and the entropy.
-    # Constant within the rollout: neighbour conductances per site and the diagonal of A
-    neighbours = _neighbours(c.kv, c.kh)
-    diag = _diagonal(neighbours, c.mass2)
-    step_mobility = None if c.mobility is None else dt * c.mobility
-    keep = None if c.gamma is None else 1 - dt * c.gamma
-    turn = None if c.rotation is None else dt * c.rotation
+    constants = _EulerConstants.of(c.kv, c.kh, c.mass2, c.gamma, c.mobility, c.rotation, dt)
     pi = torch.zeros_like(phi) if momenta else None
     s = phi.new_zeros(phi.shape[0], *phi.shape[2:])
     states = [(phi, pi, s)]
     for _ in range(steps):
-        h = _apply(neighbours, diag, c.coupling, phi) - c.source  # as _EulerRollout does
-        new_phi = phi if pi is None else torch.addcmul(phi, dt, pi)
-        if step_mobility is not None:
-            new_phi = new_phi.addcmul(step_mobility, h, value=-1)
-        if pi is not None:
-            new_pi = pi if keep is None else keep * pi
-            if turn is not None:
-                new_pi = new_pi + _mix(turn, pi)
-            new_pi = new_pi.addcmul(dt, h, value=-1)
-        else:
-            new_pi = None
+        new_phi, new_pi, h = _euler_step(constants, c.coupling, c.source, dt, phi, pi)
         with torch.no_grad():
             heat = torch.zeros_like(h)
             if c.gamma is not None:
@@ -478,14 +476,10 @@ def strang_rollout(
             new = _GridSolve.apply(
                 b, phi.detach(), inv, c.kv, c.kh, c.mass2, c.coupling, tol, max_iter
             )
-            if diagnostics:  # the decrease of H, shared as the dissipation d^2 / (dt Gamma)
-                d = (new - phi).detach()
-                local = (inv.detach() * d * d).sum(1)
-                total = local.flatten(1).sum(1)
-                operator = _apply(neighbours, diag, c.coupling, d).detach()
-                released = total + 0.5 * (d * operator).flatten(1).sum(1)
-                share = local / total.clamp_min(torch.finfo(local.dtype).tiny).view(-1, 1, 1)
-                s = s + share * released.view(-1, 1, 1)
+            if diagnostics:
+                with torch.no_grad():
+                    d = new - phi
+                    s = s + mobility_heat(inv, d, _apply(neighbours, diag, c.coupling, d))
             phi = new
         if pi is not None:
             phi, pi = leapfrog(phi, pi)

@@ -122,17 +122,29 @@ def mobility_step(
     phi, _ = solve(implicit, options, x0=state.phi, preconditioner=preconditioner)
     phi = phi.to(state.phi.dtype)
     step = phi - state.phi
-    local = (inv * step**2).sum(1)
-    total = local.flatten(1).sum(1)
     if system.is_linear:
-        released = total + 0.5 * (step * system.operator(step)).flatten(1).sum(1)
+        heat = mobility_heat(inv, step, system.operator(step))
     else:
         released = system.hamiltonian(state.phi) - system.hamiltonian(phi)
-    share = local / total.clamp_min(torch.finfo(local.dtype).tiny).view(
-        -1, *[1] * (local.dim() - 1)
-    )
-    heat = share * (released / system.temperature).view(-1, *[1] * (local.dim() - 1))
-    return State(phi, state.pi, state.s + heat)
+        heat = mobility_heat(inv, step, released=released)
+    return State(phi, state.pi, state.s + heat / system.temperature)
+
+
+def mobility_heat(
+    inv: Tensor, step: Tensor, operator_step: Tensor | None = None, released: Tensor | None = None
+) -> Tensor:
+    """Heat ``T0 dS`` per site of an implicit mobility step ``d = phi' - phi`` with
+    ``inv = 1 / (dt Gamma)``: the energy it releases, shared among sites in proportion to their
+    dissipation ``d^2 / (dt Gamma)``. ``released`` per sample, or for quadratic ``H`` computed
+    from ``operator_step = A d`` as ``sum d^2 / (dt Gamma) + d.A d / 2`` (nonnegative under
+    rounding, see ``mobility_step``)."""
+    local = (inv * step**2).sum(1)
+    total = local.flatten(1).sum(1)
+    if released is None:
+        released = total + 0.5 * (step * operator_step).flatten(1).sum(1)
+    per_sample = (-1, *[1] * (local.dim() - 1))
+    share = local / total.clamp_min(torch.finfo(local.dtype).tiny).view(per_sample)
+    return share * released.view(per_sample)
 
 
 def strang_step(

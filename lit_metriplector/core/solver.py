@@ -195,13 +195,13 @@ def _grounding(system: System, like: Tensor):
     return ground
 
 
-def operator_norm(system: System, like: Tensor) -> Tensor:
-    """Gershgorin bound of ``||A||`` per sample: every row of ``A`` sums in absolute value to at
-    most twice its diagonal (the Laplacian's off-diagonals mirror its diagonal) plus the
-    off-diagonal channel coupling."""
-    bound = 2 * system.operator_diagonal(like).flatten(1).amax(1)
-    if system.coupling is not None:
-        bound = bound + system.coupling.abs().sum(1).amax()
+def norm_bound(diagonal: Tensor, coupling: Tensor | None) -> Tensor:
+    """Gershgorin bound of ``||A||`` per sample from ``diag A`` ``(B, C, ...)``: every row of
+    ``A`` sums in absolute value to at most twice its diagonal (the Laplacian's off-diagonals
+    mirror its diagonal) plus the off-diagonal channel coupling."""
+    bound = 2 * diagonal.flatten(1).amax(1)
+    if coupling is not None:
+        bound = bound + coupling.abs().sum(1).amax()
     return bound
 
 
@@ -214,7 +214,13 @@ def _pcg(
         b = ground(b)
     with _flush_denormals(options.flush_denormals and b.device.type == "cpu"):
         x, info = conjugate_gradient(
-            system.operator, b, pre, x0, options.tol, max_iter, operator_norm(system, b)
+            system.operator,
+            b,
+            pre,
+            x0,
+            options.tol,
+            max_iter,
+            norm_bound(system.operator_diagonal(b), system.coupling),
         )
     return (x if ground is None else ground(x)), info
 
