@@ -53,10 +53,10 @@ USER_LAYER = r"""
 import sys, time, json, torch
 sys.path.insert(0, sys.argv[1])
 torch.set_num_threads(1)
-from lit_metriplector.core import Grid2D, Heads, MetriplectorLayer, Rollout
+from lit_metriplector.core import Grid2D, Parametrization, MetriplectorLayer, Rollout
 torch.manual_seed(0)
-heads = Heads(edge_rank=2, max_rate=1.0, min_damping=0.5)
-layer = MetriplectorLayer(64, dim=2, fields=8, dynamics=Rollout(steps=4), heads=heads)
+bounds = Parametrization(edge_rank=2, max_rate=1.0, min_damping=0.5)
+layer = MetriplectorLayer(64, dim=2, fields=8, dynamics=Rollout(steps=4), parametrization=bounds)
 x = torch.randn(16, 64, 32, 32, requires_grad=True)
 grid = Grid2D(32, 32)
 run = {"forward": layer, "forward_generic": layer.forward_generic}[sys.argv[2]]

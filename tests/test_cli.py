@@ -35,7 +35,7 @@ TINY_SUDOKU = [
 SUDOKU_NETWORK = [
     "--model.init_args.network.init_args.features=8",
     "--model.init_args.network.init_args.fields=4",
-    "--model.init_args.network.init_args.heads=2",
+    "--model.init_args.network.init_args.graphs=2",
     "--model.init_args.network.init_args.iterations=2",
     "--model.init_args.network.init_args.train_iterations=[1, 2]",
 ]
@@ -68,7 +68,7 @@ TINY = {
     "lm_gpt": [
         "--model.init_args.network.init_args.block_size=16",
         "--model.init_args.network.init_args.layers=1",
-        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.graphs=2",
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,
@@ -76,7 +76,7 @@ TINY = {
     "lm_modern_gpt": [
         "--model.init_args.network.init_args.block_size=16",
         "--model.init_args.network.init_args.layers=1",
-        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.graphs=2",
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,

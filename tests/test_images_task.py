@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lit_metriplector.cli import build_from_config, main
-from lit_metriplector.core import CGOptions, Grid2D, Heads, MetriplectorLayer, Rollout
+from lit_metriplector.core import CGOptions, Grid2D, MetriplectorLayer, Parametrization, Rollout
 from lit_metriplector.core.grid import _EulerRollout, _GridSolve
 from lit_metriplector.datamodules import (
     Augmentation,
@@ -28,7 +28,7 @@ from lit_metriplector.networks.layers import fast_asinh
 from tests.test_image_data import fake_cifar10_members, fake_cifar100, fake_mnist, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUNDED = Heads(edge_rank=2, max_rate=1.0, min_damping=0.5)
+BOUNDED = Parametrization(edge_rank=2, max_rate=1.0, min_damping=0.5)
 
 
 def count(module):
@@ -53,7 +53,9 @@ def test_grid_layer_matches_the_core_path(integrator, branch):
     torch.manual_seed(0)
     solver = CGOptions(tol=1e-13, dtype="float64")  # strang: both CGs to rounding
     dynamics = Rollout(branch, 4, integrator, 0.3, rotation=branch == "full", solver=solver)
-    layer = MetriplectorLayer(12, dim=2, fields=3, dynamics=dynamics, heads=BOUNDED).double()
+    layer = MetriplectorLayer(
+        12, dim=2, fields=3, dynamics=dynamics, parametrization=BOUNDED
+    ).double()
     assert layer.fused_grid
     x = torch.randn(2, 12, 5, 6, dtype=torch.float64, requires_grad=True)
     params = [x, *layer.parameters()]
@@ -74,10 +76,12 @@ def test_grid_layer_matches_the_core_path(integrator, branch):
 
 
 def test_a_users_grid_layer_takes_the_fused_path_unless_its_options_need_the_generic_one():
-    fused = MetriplectorLayer(8, dim=2, fields=2, dynamics=Rollout(steps=2), heads=BOUNDED)
+    fused = MetriplectorLayer(
+        8, dim=2, fields=2, dynamics=Rollout(steps=2), parametrization=BOUNDED
+    )
     assert fused.fused_grid  # strang with the default (Jacobi) solve: the image network's path
     plain = Rollout(steps=2, solver=CGOptions(preconditioner="none"))
-    generic = MetriplectorLayer(8, dim=2, fields=2, dynamics=plain, heads=BOUNDED)
+    generic = MetriplectorLayer(8, dim=2, fields=2, dynamics=plain, parametrization=BOUNDED)
     assert not generic.fused_grid  # the fused CG is Jacobi's: "none" is honoured elsewhere
     with pytest.raises(ValueError, match="fused grid path"):
         generic.mix(torch.randn(1, 8, 4, 4))

@@ -1,22 +1,23 @@
-"""Bounded heads (``Heads(max_rate, min_damping)``): every rate in its box whatever the
-features, the step capped below the integrator's stability limit, and the rollouts stable."""
+"""Bounded coefficients (``Parametrization(max_rate, min_damping)``): every rate in its box
+whatever the features, the step capped below the integrator's stability limit, and the rollouts
+stable."""
 
 import math
 
 import pytest
 import torch
 
-from lit_metriplector.core import DenseGraph, Grid2D, Heads, MetriplectorLayer, Rollout
+from lit_metriplector.core import DenseGraph, Grid2D, MetriplectorLayer, Parametrization, Rollout
 from lit_metriplector.core.layer import stable_dt
 
-BOUNDED = Heads(edge_rank=2, max_rate=1.0, min_damping=0.5)
+BOUNDED = Parametrization(edge_rank=2, max_rate=1.0, min_damping=0.5)
 
 
 def saturated(layer: MetriplectorLayer, scale: float = 50.0) -> MetriplectorLayer:
-    """Heads with huge weights: every sigmoid sits at one of its ends."""
+    """Parametrization with huge weights: every sigmoid sits at one of its ends."""
     with torch.no_grad():
-        layer.heads.weight.normal_(0, scale)
-        layer.heads.bias.normal_(0, scale)
+        layer.coefficients.weight.normal_(0, scale)
+        layer.coefficients.bias.normal_(0, scale)
         if layer.coupling is not None:
             layer.coupling.normal_(0, scale)
         if layer.rotation is not None:
@@ -43,8 +44,8 @@ def test_rates_stay_in_their_boxes_whatever_the_features():
     assert 0 < dt <= stable_dt(BOUNDED, dynamics, 4)
 
 
-def test_unbounded_heads_are_unchanged():
-    layer = MetriplectorLayer(8, 2, 3, Rollout("full", 2, "euler", 0.3), Heads())
+def test_unbounded_coefficients_are_unchanged():
+    layer = MetriplectorLayer(8, 2, 3, Rollout("full", 2, "euler", 0.3), Parametrization())
     assert torch.allclose(layer.time_step(Grid2D(3, 3)), torch.tensor(0.3))
     raw = torch.tensor([-2.0, 0.0, 3.0])
     assert torch.allclose(layer.rate(raw), torch.nn.functional.softplus(raw))
@@ -52,13 +53,13 @@ def test_unbounded_heads_are_unchanged():
 
 def test_invalid_bounds_fail_when_configured():
     with pytest.raises(ValueError, match="min_damping"):
-        Heads(min_damping=0.5)
+        Parametrization(min_damping=0.5)
     with pytest.raises(ValueError, match="max_rate > 0"):
-        Heads(max_rate=0.0)
+        Parametrization(max_rate=0.0)
     with pytest.raises(ValueError, match="conductivity_floor"):
-        Heads(max_rate=1.0, conductivity_floor=2.0)
+        Parametrization(max_rate=1.0, conductivity_floor=2.0)
     with pytest.raises(ValueError, match="damping everywhere"):
-        MetriplectorLayer(8, 2, 3, Rollout("full", 2, "euler"), Heads(max_rate=1.0))
+        MetriplectorLayer(8, 2, 3, Rollout("full", 2, "euler"), Parametrization(max_rate=1.0))
     with pytest.raises(ValueError, match="no stable step"):
         MetriplectorLayer(8, 2, 3, Rollout("hamiltonian", 2, "euler"), BOUNDED)
     with pytest.raises(ValueError, match="quartic"):

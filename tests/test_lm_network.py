@@ -13,9 +13,9 @@ from lit_metriplector.core.modes import (
     exact_map,
     fixed_point,
     from_eigen,
-    mass2,
     mode_system,
     propagator,
+    stiffness,
     to_eigen,
 )
 from lit_metriplector.core.scan import cadd, cmul, linear_recurrence
@@ -105,7 +105,7 @@ def test_propagator_is_the_exact_flow_of_the_core_vector_field():
     a, complement = propagator(dt, frequency, friction)
     assert torch.allclose(complement[0], 1 - a[0], atol=1e-12)
     assert torch.allclose(complement[1], -a[1], atol=1e-12)
-    star = fixed_point(source / mass2(frequency, friction), frequency, friction)
+    star = fixed_point(source / stiffness(frequency, friction), frequency, friction)
     w = cadd(cmul(a, w), cmul(complement, star))  # w <- a w + (1 - a) w*
     stepped = torch.stack(from_eigen(w, frequency, friction), dim=-1)
     assert torch.allclose(stepped, expected[:, :2, 0], rtol=1e-10, atol=1e-10)
@@ -125,7 +125,7 @@ def test_energy_lost_per_step_is_the_friction_heat():
     model = tiny()
     idx = torch.randint(0, 256, (2, 12))
     rest, dt, frequency, friction, phi, pi = first_block_dynamics(model, idx)
-    rho = mass2(frequency, friction) * rest
+    rho = stiffness(frequency, friction) * rest
     before = [torch.nn.functional.pad(x, [0, 0, 1, 0])[:, :-1] for x in (phi, pi)]
 
     def energy(phi, pi):  # per mode, with the source of the step
@@ -161,7 +161,7 @@ def test_diagnostics_run_the_forward_dynamics_through_the_core_exact_integrator(
     final, system = reports[0].state, reports[0].system
     assert torch.allclose(final.phi[..., 0], phi[:, -1], atol=1e-12)
     assert torch.allclose(final.pi[..., 0], pi[:, -1], atol=1e-12)
-    assert torch.allclose(system.source[..., 0], mass2(frequency, friction) * rest[:, -1])
+    assert torch.allclose(system.source[..., 0], stiffness(frequency, friction) * rest[:, -1])
     for report in reports:  # closed-form heat, work of the source switches
         ledger = report.ledger
         assert ledger.hamiltonian.shape == (13, 2) and ledger.energy.dtype == torch.float64
@@ -217,7 +217,7 @@ def test_gradients_reach_every_parameter():
 
 def test_default_size():
     d = c = 192  # width, modes
-    # per block: two LayerNorms, the heads (source and step per mode), frequencies and
+    # per block: two LayerNorms, coefficients (source and step per mode), frequencies and
     # frictions, the readout of (T00, L, phi, pi) per mode, the gated MLP (hidden 2 d, no bias)
     block = 4 * d + (d + 1) * 2 * c + 2 * c + (4 * c + 1) * d + 3 * d * 2 * d
     # 4 blocks, the byte embedding (tied to the head) and the final LayerNorm
@@ -239,7 +239,7 @@ OPTIONS = {
 
 
 def perturbed(**kw) -> MetriplectorLM:
-    """A tiny model whose options all act: random pair angles, heads large enough to move the
+    """A tiny model whose options all act: random pair angles, coefficients large enough to move the
     friction and frequency far from the learned ones."""
     model = tiny(**kw)
     g = torch.Generator().manual_seed(1)
@@ -279,7 +279,8 @@ def test_every_option_steps_as_the_scan_and_is_causal(options):
 
 def test_options_change_the_model_and_default_keys_are_kept():
     keys = {"embedding.weight", "norm.weight", "norm.bias", "head.weight"}
-    block = ["norm1.weight", "norm1.bias", "heads.weight", "heads.bias", "log_frequency"]
+    block = ["norm1.weight", "norm1.bias", "coefficients.weight", "coefficients.bias"]
+    block += ["log_frequency"]
     block += ["log_friction", "proj.weight", "proj.bias", "norm2.weight", "norm2.bias"]
     block += ["mlp.up.weight", "mlp.down.weight"]
     keys |= {f"blocks.{i}.{k}" for i in range(2) for k in block}
@@ -308,22 +309,22 @@ def test_coupled_readout_is_the_core_energy_of_the_rotated_fields():
 
     block = perturbed(coupling=True).blocks[0]
     frequency, friction = block.constants(torch.float64)
-    omega2 = mass2(frequency, friction)
+    omega2 = stiffness(frequency, friction)
     phi_n, pi_n, rest_n = torch.randn(3, 4, 6, dtype=torch.float64)
     rotation = block.rotation(torch.float64)
     features = block.read(phi_n, pi_n, rest_n, omega2, rotation)
     eye = torch.eye(6, dtype=torch.float64)
     rotate = rotate_pairs(eye, *rotation).T  # R, column k = R e_k
-    stiffness = rotate @ torch.diag(omega2) @ rotate.T
+    k = rotate @ torch.diag(omega2) @ rotate.T
     phi, pi = phi_n @ rotate.T, pi_n @ rotate.T
     system = System(
         DenseGraph(1),
         kappa=torch.zeros(1, 1, dtype=torch.float64),
-        coupling=stiffness,
+        coupling=k,
         source=_sites((omega2 * rest_n) @ rotate.T),
     )
     t00, lagrangian = energy_density(system, phi, pi)
-    diagonal = stiffness.diagonal()
+    diagonal = k.diagonal()
     expected = torch.cat([t00 / diagonal, lagrangian / diagonal, phi, pi / diagonal.sqrt()], -1)
     assert torch.allclose(features, expected, atol=1e-12)
     normal = mode_system(omega2 * rest_n, frequency, friction)
@@ -344,7 +345,7 @@ def test_modulated_step_is_the_exact_flow_of_its_commuting_generator():
     star = fixed_point(rest, frequency, friction)
     w = linear_recurrence(a, cmul(complement, star))
     phi, pi = from_eigen(w, frequency, friction)
-    omega2 = mass2(frequency, friction)
+    omega2 = stiffness(frequency, friction)
     oscillator = torch.stack(
         [
             torch.stack([torch.zeros_like(omega2), torch.ones_like(omega2)], -1),

@@ -148,12 +148,20 @@ def test_unscreened_solve_is_grounded_and_differentiable():
 def test_unconverged_solves_are_counted_per_run_by_both_solvers():
     """The core's solve and the fused grid backend's mobility solve report the same way: into
     the tally of the running run (each run starts its own), else as a warning."""
-    from lit_metriplector.core import Grid2D, Heads, MetriplectorLayer, Rollout, SolveTally
+    from lit_metriplector.core import (
+        Grid2D,
+        MetriplectorLayer,
+        Parametrization,
+        Rollout,
+        SolveTally,
+    )
 
     starved = CGOptions(tol=1e-12, max_iter=1, dtype=torch.float64)
     system = linear_system(Grid2D(6, 6))
     dynamics = Rollout("full", 2, "strang", solver=CGOptions(tol=1e-12, max_iter=1))
-    layer = MetriplectorLayer(4, dim=2, fields=2, dynamics=dynamics, heads=Heads(max_rate=1.0))
+    layer = MetriplectorLayer(
+        4, dim=2, fields=2, dynamics=dynamics, parametrization=Parametrization(max_rate=1.0)
+    )
     first, second = SolveTally(), SolveTally()
     try:
         first.activate()

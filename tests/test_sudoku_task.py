@@ -39,10 +39,10 @@ def digits(text: str) -> torch.Tensor:
     return torch.tensor([int(c) for c in text])
 
 
-def random_coupled(batch=2, fields=4, sites=7, heads=2, seed=0, branch="full"):
+def random_coupled(batch=2, fields=4, sites=7, graphs=2, seed=0, branch="full"):
     g = torch.Generator().manual_seed(seed)
     kw = dict(dtype=F64, generator=g)
-    raw = torch.rand(heads, sites, sites, **kw)
+    raw = torch.rand(graphs, sites, sites, **kw)
     graph = (raw + raw.mT) * (1 - torch.eye(sites, dtype=F64))
     shape = (batch, fields, sites)
     system = CoupledSystem(
@@ -79,7 +79,7 @@ def test_coupled_system_equals_the_dense_graph_system():
 
 
 def test_coupled_operator_is_symmetric_psd_and_force_is_the_gradient():
-    system, state = random_coupled(batch=1, fields=2, sites=6, heads=2)
+    system, state = random_coupled(batch=1, fields=2, sites=6, graphs=2)
     system = system.replace(mass2=None, source=None)
     n = 2 * 6
     basis = torch.eye(n, dtype=F64).view(n, 1, 2, 6)
@@ -93,7 +93,7 @@ def test_coupled_operator_is_symmetric_psd_and_force_is_the_gradient():
 
 
 def test_learned_coupling_is_symmetric_nonnegative_and_bounded():
-    coupling = SharedCoupling(81, heads=3, scale=4.0, gain=10.0)
+    coupling = SharedCoupling(81, graphs=3, scale=4.0, gain=10.0)
     with torch.no_grad():
         coupling.logits.normal_(0, 1)
     k = coupling()
@@ -142,7 +142,7 @@ def test_coupled_system_rejects_mobility_and_bad_graphs():
 
 
 def small_net(**kw):
-    defaults = dict(features=16, fields=8, heads=2, iterations=3, train_iterations=(2, 4))
+    defaults = dict(features=16, fields=8, graphs=2, iterations=3, train_iterations=(2, 4))
     return SudokuNetwork(**{**defaults, **kw})
 
 
@@ -411,7 +411,7 @@ TINY = {
     "sudoku": [
         "--model.init_args.network.init_args.features=8",
         "--model.init_args.network.init_args.fields=4",
-        "--model.init_args.network.init_args.heads=2",
+        "--model.init_args.network.init_args.graphs=2",
         "--model.init_args.network.init_args.iterations=2",
         "--model.init_args.network.init_args.train_iterations=[1, 2]",
     ],

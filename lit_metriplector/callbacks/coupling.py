@@ -2,11 +2,11 @@
 
 Zero structural injection means the network must discover Sudoku's constraint graph in its
 shared coupling ``K`` (``(H, 81, 81)``). Every N steps this callback draws ``K`` (per head and
-the element-wise maximum over heads, cells in row-major order, so rows show as 9x9 blocks on the
+the element-wise maximum over graphs, cells in row-major order, so rows show as 9x9 blocks on the
 diagonal, columns as stripes every 9 cells, boxes as 3x3 patterns) and logs how well it recovers
-the true graph (``metrics.graph_recovery``): the AUC and top-20 precision of the heads' maximum
+the true graph (``metrics.graph_recovery``): the AUC and top-20 precision of the graphs' maximum
 against the 20 peers of every cell, each head's AUC against rows, columns and boxes, its best
-kind, and whether the heads separate the three kinds.
+kind, and whether the graphs separate the three kinds.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def coupling_image(coupling: Tensor, zoom: int = 3) -> Tensor:
 
 def separated(scores: dict, threshold: float) -> bool:
     """Whether every kind (rows, columns, boxes) is the best match of some head whose AUC
-    against it reaches ``threshold``: the heads have split the graph into its kinds."""
+    against it reaches ``threshold``: the graphs have split the graph into its kinds."""
     found = set()
     for head, kind in enumerate(scores["head_kind"]):
         if float(scores["head_kind_auc"][head, scores["kinds"].index(kind)]) >= threshold:

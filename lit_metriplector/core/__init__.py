@@ -9,16 +9,23 @@ from .coupling import CoupledSystem, SharedCoupling
 from .grid import pointwise
 from .integrators import cayley, euler_step, rollout, strang_step
 from .lattice import Chain1D, DenseGraph, Grid2D, Lattice, RegularGrid
-from .layer import DynamicsReport, Equilibrium, Heads, MetriplectorLayer, Rollout, stable_dt
+from .layer import (
+    DynamicsReport,
+    Equilibrium,
+    MetriplectorLayer,
+    Parametrization,
+    Rollout,
+    stable_dt,
+)
 from .modes import (
     drive_gain,
     exact_rollout,
     exact_step,
     fixed_point,
     from_eigen,
-    mass2,
     mode_system,
     propagator,
+    stiffness,
 )
 from .readout import fast_asinh, noether_charges, stress_energy, stress_energy_components
 from .scan import cmul, linear_recurrence
@@ -34,7 +41,7 @@ __all__ = [
     "DynamicsReport",
     "Equilibrium",
     "Grid2D",
-    "Heads",
+    "Parametrization",
     "Lattice",
     "MetriplectorLayer",
     "RegularGrid",
@@ -56,7 +63,7 @@ __all__ = [
     "from_eigen",
     "ledger_dtype",
     "linear_recurrence",
-    "mass2",
+    "stiffness",
     "mode_system",
     "noether_charges",
     "pointwise",

@@ -43,13 +43,13 @@ def couple(graph: Tensor, x: Tensor) -> Tensor:
     """``(K_{h(a)} x_a)_x = sum_y K_{h(a),xy} x_{a,y}`` for ``x`` ``(..., C, N)`` and ``graph``
     ``(H, N, N)`` (symmetric): the ``C`` fields split into ``H`` equal groups, one per head.
     One batched matmul per head over every leading index (no per-sample copy of ``K``)."""
-    heads, n = graph.shape[0], graph.shape[-1]
+    graphs, n = graph.shape[0], graph.shape[-1]
     fields = x.shape[-2]
-    if fields % heads:
-        raise ValueError(f"{fields} fields do not split into {heads} coupling heads")
-    grouped = x.unflatten(-2, (heads, fields // heads)).movedim(-3, 0)  # (H, ..., C/H, N)
+    if fields % graphs:
+        raise ValueError(f"{fields} fields do not split into {graphs} coupling graphs")
+    grouped = x.unflatten(-2, (graphs, fields // graphs)).movedim(-3, 0)  # (H, ..., C/H, N)
     shape = grouped.shape
-    out = torch.bmm(grouped.reshape(heads, -1, n), graph.to(x.dtype))  # K symmetric: x K = K x
+    out = torch.bmm(grouped.reshape(graphs, -1, n), graph.to(x.dtype))  # K symmetric: x K = K x
     return out.reshape(shape).movedim(0, -3).flatten(-3, -2)
 
 
@@ -134,9 +134,9 @@ class CoupledSystem(System):
         """The edge conductances ``kappa_xy = k_x K_xy k_y`` ``(B, C, N, N)``: big, for tests
         and pictures only."""
         k = self.kappa
-        heads = self.graph.shape[0]
+        graphs = self.graph.shape[0]
         fields = k.shape[1]
-        graph = self.graph.repeat_interleave(fields // heads, dim=0)  # (C, N, N)
+        graph = self.graph.repeat_interleave(fields // graphs, dim=0)  # (C, N, N)
         return k.unsqueeze(-1) * graph * k.unsqueeze(-2)
 
     def dense(self) -> System:
@@ -166,7 +166,7 @@ class SharedCoupling(nn.Module):
 
     Args:
         sites: ``N``.
-        heads: ``H``, independent graphs.
+        graphs: ``H``, independent graphs.
         scale: bound of the weighted degree.
         init: initial logit of every pair (``sigmoid(0) = 1/2``).
         noise: standard deviation of the initial logits.
@@ -176,20 +176,20 @@ class SharedCoupling(nn.Module):
     def __init__(
         self,
         sites: int,
-        heads: int = 4,
+        graphs: int = 4,
         scale: float = 4.0,
         init: float = 0.0,
         noise: float = 0.1,
         gain: float = 1.0,
     ) -> None:
         super().__init__()
-        if sites < 2 or heads < 1 or scale <= 0 or gain <= 0:
+        if sites < 2 or graphs < 1 or scale <= 0 or gain <= 0:
             raise ValueError(
-                f"need sites >= 2, heads >= 1, scale > 0, gain > 0; got {sites}, {heads}, "
+                f"need sites >= 2, graphs >= 1, scale > 0, gain > 0; got {sites}, {graphs}, "
                 f"{scale}, {gain}"
             )
-        self.sites, self.heads, self.scale, self.gain = sites, heads, scale, gain
-        self.logits = nn.Parameter((init + noise * torch.randn(heads, sites, sites)) / gain)
+        self.sites, self.graphs, self.scale, self.gain = sites, graphs, scale, gain
+        self.logits = nn.Parameter((init + noise * torch.randn(graphs, sites, sites)) / gain)
 
     def forward(self) -> Tensor:
         s = 0.5 * self.gain * (self.logits + self.logits.transpose(-1, -2))

@@ -1,6 +1,6 @@
 """``MetriplectorLayer``: features configure a system, its dynamics compute, ``T`` reads out.
 
-    x --heads--> (kappa, mass2, rho, gamma, Gamma, phi0) --evolve--> (phi, pi)
+    x --configure--> (kappa, mass2, rho, gamma, Gamma, phi0) --evolve--> (phi, pi)
       --stress_energy--> T --projection--> x + dx
 
 Two configuration groups, each a frozen dataclass that LightningCLI builds from YAML:
@@ -8,12 +8,13 @@ Two configuration groups, each a frozen dataclass that LightningCLI builds from 
 - ``dynamics``: ``Equilibrium`` (the exact ``t -> inf`` limit of the linear dissipative branch,
   one CG solve) or ``Rollout`` (``steps`` integrator steps on a branch). Options that only make
   sense for one of them live only there, so invalid combinations cannot be written.
-- ``heads``: ``Heads``, how the features configure the system (conductance rank and floor,
-  screening, channel coupling, where the sources come from).
+- ``parametrization``: ``Parametrization``, how the features configure the system
+  (conductance rank and floor, screening, channel coupling, where the sources come from).
 
-Heads act per site (and per edge through the two endpoint features), so the layer runs on any
-lattice of any size. What the input sets directly, bypassing the heads, is passed to ``forward``:
-the sources (``heads.source = "input"``) and a ``site_mask`` of sites the input cuts off.
+The coefficients are set per site (and per edge through the two endpoint features), so the layer
+runs on any lattice of any size. What the input sets directly, bypassing ``configure``, is passed
+to ``forward``: the sources (``parametrization.source = "input"``) and a ``site_mask`` of sites
+the input cuts off.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Rollout:
 
 
 @dataclass(frozen=True)
-class Heads:
+class Parametrization:
     """How the features configure the system.
 
     Args:
@@ -111,8 +112,8 @@ class Heads:
         coupling: learn the channel coupling ``W = A^T A``.
         source: ``"features"``: a head reads the sources from the features; ``"input"``: they
             are passed to ``forward`` (configured straight from the input).
-        max_rate: bound every rate by construction (``None``: unbounded softplus heads). The
-            heads become ``max_rate * sigmoid``: conductance per edge, screening, friction and
+        max_rate: bound every rate by construction (``None``: unbounded softplus). The
+            rates become ``max_rate * sigmoid``: conductance per edge, screening, friction and
             mobility all lie in ``[0, max_rate]``; the coupling ``W`` and rotation ``G`` are
             scaled to norms below ``max_rate``; and a rollout's learned ``dt`` is capped, smoothly,
             below the stability limit of its integrator on the lattice (``stable_dt``). Explicit
@@ -134,12 +135,14 @@ class Heads:
     def __post_init__(self) -> None:
         if self.max_rate is None:
             if self.min_damping:
-                raise ValueError("Heads(min_damping=...) is a fraction of max_rate: set max_rate")
+                raise ValueError(
+                    "Parametrization(min_damping=...) is a fraction of max_rate: set max_rate"
+                )
             return
         if self.max_rate <= 0 or not 0 <= self.min_damping < 1:
             raise ValueError(
-                f"Heads needs max_rate > 0 and 0 <= min_damping < 1, got {self.max_rate}, "
-                f"{self.min_damping}"
+                "Parametrization needs max_rate > 0 and 0 <= min_damping < 1, got "
+                f"{self.max_rate}, {self.min_damping}"
             )
         if self.conductivity_floor >= self.max_conductivity:
             raise ValueError(
@@ -185,10 +188,10 @@ def _euler_full_limit(
     return best
 
 
-def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
+def stable_dt(parametrization: Parametrization, dynamics: Rollout, degree: int) -> float:
     """The largest step ``dt`` (times ``STABILITY_MARGIN``) for which ``dynamics`` is stable on a
-    lattice whose sites have at most ``degree`` neighbours, given the bounds of ``heads``
-    (``heads.max_rate`` must be set); ``math.inf`` when every step size is stable.
+    lattice whose sites have at most ``degree`` neighbours, given the bounds of ``parametrization``
+    (``parametrization.max_rate`` must be set); ``math.inf`` when every step size is stable.
 
     Gershgorin bounds the spectrum of ``A``: ``lambda_max <= a = 2 degree max(kappa) + max(m^2)
     + |W|``. Then
@@ -200,14 +203,14 @@ def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
       conserves, ``|pi|^2/2 + phi.(A - dt^2 A^2 / 4) phi / 2``, within a factor 2 of ``H``;
     - ``exact``: stable at any step.
     """
-    r = heads.max_rate
+    r = parametrization.max_rate
     if r is None:
-        raise ValueError("stable_dt needs bounded rates: Heads(max_rate=...)")
+        raise ValueError("stable_dt needs bounded rates: Parametrization(max_rate=...)")
     if dynamics.quartic:
         raise ValueError("a quartic term has no bounded rate: use quartic=False with max_rate")
-    mass2 = r if heads.mass2 is None else heads.mass2
-    a = 2 * degree * r + mass2 + (r if heads.coupling else 0.0)
-    floor = heads.min_damping * r
+    mass2 = r if parametrization.mass2 is None else parametrization.mass2
+    a = 2 * degree * r + mass2 + (r if parametrization.coupling else 0.0)
+    floor = parametrization.min_damping * r
     if dynamics.integrator == "exact":
         return math.inf
     if dynamics.integrator == "strang":
@@ -216,7 +219,7 @@ def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
         if dynamics.branch == "hamiltonian":
             raise ValueError(
                 "explicit Euler has no stable step without damping (every undamped mode grows): "
-                "use branch='full' with Heads(min_damping > 0), or integrator='strang'"
+                "use branch='full' with Parametrization(min_damping > 0), or integrator='strang'"
             )
         if dynamics.branch == "dissipative":
             limit = 2 / (a * r)
@@ -224,7 +227,7 @@ def stable_dt(heads: Heads, dynamics: Rollout, degree: int) -> float:
             if floor <= 0:
                 raise ValueError(
                     "explicit Euler on the full branch needs damping everywhere: set "
-                    "Heads(min_damping=...) > 0 (e.g. 0.5), or use integrator='strang'"
+                    "Parametrization(min_damping=...) > 0 (e.g. 0.5), or use integrator='strang'"
                 )
             g = r if dynamics.rotation else 0.0
             limit = _euler_full_limit(a, (floor, r), (floor, r), g)
@@ -261,7 +264,7 @@ class MetriplectorLayer(nn.Module):
             fixes the number of stress-energy components read out.
         fields: number of fields ``C``.
         dynamics: ``Equilibrium`` (one CG solve) or ``Rollout`` (integrator steps).
-        heads: how the features configure the system.
+        parametrization: how the features configure the system.
         readout: transform of ``T`` before the projection; ``"asinh"`` tames its scale.
     """
 
@@ -271,19 +274,19 @@ class MetriplectorLayer(nn.Module):
         dim: int = 2,
         fields: int = 4,
         dynamics: Equilibrium | Rollout | None = None,
-        heads: Heads | None = None,
+        parametrization: Parametrization | None = None,
         readout: Literal["linear", "asinh"] = "asinh",
     ) -> None:
         super().__init__()
         self.dynamics = dynamics = dynamics or Equilibrium()
-        self.config = heads = heads or Heads()
+        self.config = parametrization = parametrization or Parametrization()
         self.fields, self.dim, self.readout = fields, dim, readout
         rollout_ = isinstance(dynamics, Rollout)
         self.momenta = rollout_ and dynamics.momenta
-        sizes = {"kappa": fields * (1 + heads.edge_rank)}
-        if heads.mass2 is None:
+        sizes = {"kappa": fields * (1 + parametrization.edge_rank)}
+        if parametrization.mass2 is None:
             sizes["mass2"] = fields
-        if heads.source == "features":
+        if parametrization.source == "features":
             sizes["source"] = fields
         if rollout_:
             sizes["phi0"] = fields
@@ -291,20 +294,22 @@ class MetriplectorLayer(nn.Module):
                 sizes["gamma"] = fields
             if dynamics.mobility:
                 sizes["mobility"] = fields
-        self.head_sizes = sizes
-        self.heads = nn.Linear(features, sum(sizes.values()))
-        if heads.mass2 is None:
+        self.coefficient_sizes = sizes
+        self.coefficients = nn.Linear(features, sum(sizes.values()))
+        if parametrization.mass2 is None:
             with torch.no_grad():  # start weakly screened: information must travel far
-                self.head_parameters("mass2")[1].fill_(heads.mass2_init)
-        self.coupling = nn.Parameter(0.1 * torch.randn(fields, fields)) if heads.coupling else None
+                self.coefficient_parameters("mass2")[1].fill_(parametrization.mass2_init)
+        self.coupling = (
+            nn.Parameter(0.1 * torch.randn(fields, fields)) if parametrization.coupling else None
+        )
         quartic = rollout_ and dynamics.quartic
         rotation = rollout_ and dynamics.rotation
         self.quartic = nn.Parameter(torch.tensor(-2.0)) if quartic else None
         self.rotation = nn.Parameter(0.1 * torch.randn(fields, fields)) if rotation else None
         # the step size of the integrators (an equilibrium has no time step: no unused parameter)
         self.log_dt = nn.Parameter(torch.tensor(math.log(dynamics.dt))) if rollout_ else None
-        if rollout_ and heads.max_rate is not None:
-            stable_dt(heads, dynamics, 2 * max(dim, 1))  # unstable combinations fail here
+        if rollout_ and parametrization.max_rate is not None:
+            stable_dt(parametrization, dynamics, 2 * max(dim, 1))  # unstable combinations fail here
         self.components = stress_energy_components(dim)
         self.proj = nn.Linear(fields * len(self.components), features)
 
@@ -325,14 +330,18 @@ class MetriplectorLayer(nn.Module):
         )
 
     def grid_coefficients(self, x: Tensor) -> tuple[GridCoefficients, Tensor]:
-        """Heads on features ``(B, D, H, W)``: the configured system and ``phi0``, in float32
-        (or better) whatever autocast chose for ``x``."""
-        raw = pointwise(x, self.heads.weight, self.heads.bias)
+        """``configure`` on features ``(B, D, H, W)``: the configured system and ``phi0``, in
+        float32 (or better) whatever autocast chose for ``x``."""
+        raw = pointwise(x, self.coefficients.weight, self.coefficients.bias)
         dtype = torch.promote_types(raw.dtype, getattr(torch, self.dynamics.solver.dtype))
         with torch.autocast(x.device.type, enabled=False):
             raw = raw.to(dtype)
             parts = dict(
-                zip(self.head_sizes, raw.split(list(self.head_sizes.values()), 1), strict=True)
+                zip(
+                    self.coefficient_sizes,
+                    raw.split(list(self.coefficient_sizes.values()), 1),
+                    strict=True,
+                )
             )
             c, r, config = self.fields, self.config.edge_rank, self.config
             u = parts["kappa"][:, :c]
@@ -360,19 +369,19 @@ class MetriplectorLayer(nn.Module):
             )
         return coefficients, parts["phi0"]
 
-    def head_parameters(self, name: str) -> tuple[Tensor, Tensor]:
+    def coefficient_parameters(self, name: str) -> tuple[Tensor, Tensor]:
         """Views of the weight rows and biases of one head (e.g. ``"kappa"``), for custom
         initialisation: the first ``fields`` rows of ``"kappa"`` give the site conductivities."""
         start = 0
-        for key, size in self.head_sizes.items():
+        for key, size in self.coefficient_sizes.items():
             if key == name:
                 rows = slice(start, start + size)
-                return self.heads.weight[rows], self.heads.bias[rows]
+                return self.coefficients.weight[rows], self.coefficients.bias[rows]
             start += size
-        raise KeyError(f"no head {name!r}; heads: {list(self.head_sizes)}")
+        raise KeyError(f"no coefficient {name!r}; coefficients: {list(self.coefficient_sizes)}")
 
     def rate(self, raw: Tensor, floor: float = 0.0) -> Tensor:
-        """A nonnegative rate from a head: ``softplus``, or with ``Heads(max_rate=r)``
+        """A nonnegative rate from a head: ``softplus``, or with ``Parametrization(max_rate=r)``
         ``r (floor + (1 - floor) sigmoid)`` in ``[floor r, r]``."""
         r = self.config.max_rate
         if r is None:
@@ -443,20 +452,21 @@ class MetriplectorLayer(nn.Module):
         source: Tensor | None = None,
         site_mask: Tensor | None = None,
     ) -> tuple[System, State]:
-        """Heads turn features ``(B, D, *sites)`` (and the input's ``source``, when
-        ``heads.source == "input"``) into a system and an initial state. ``site_mask``
+        """Turn features ``(B, D, *sites)`` (and the input's ``source``, when
+        ``parametrization.source == "input"``) into a system and an initial state. ``site_mask``
         ``(B, 1, *sites)`` is 0 on sites the input cuts off (no conductance), e.g. the walls of a
         maze: the input configures the operator there directly."""
         if (source is None) != (self.config.source == "features"):
             where = "given to forward(source=...)" if source is not None else "missing"
             raise ValueError(
                 f"this layer reads its sources from the {self.config.source} "
-                f"(Heads(source={self.config.source!r})), but a source is {where}"
+                f"(Parametrization(source={self.config.source!r})), but a source is {where}"
             )
+        sizes = list(self.coefficient_sizes.values())
         raw = dict(
             zip(
-                self.head_sizes,
-                _on_channels(self.heads, x).split(list(self.head_sizes.values()), dim=1),
+                self.coefficient_sizes,
+                _on_channels(self.coefficients, x).split(sizes, dim=1),
                 strict=True,
             )
         )

@@ -40,15 +40,15 @@ from .scan import Complex, cadd, cmul, linear_recurrence
 from .system import Diagnostics, State, System
 
 
-def mass2(frequency: Tensor, friction: Tensor) -> Tensor:
+def stiffness(frequency: Tensor, friction: Tensor) -> Tensor:
     """``omega^2 = Omega^2 + gamma^2/4``: the stiffness whose damped oscillation has frequency
     ``Omega``."""
     return frequency**2 + 0.25 * friction**2
 
 
-def damped_frequency(mass2: Tensor, friction: Tensor) -> Tensor:
-    """``Omega = sqrt(omega^2 - gamma^2/4)``, the inverse of ``mass2`` (underdamped modes)."""
-    return torch.sqrt(mass2 - 0.25 * friction**2)
+def damped_frequency(stiffness: Tensor, friction: Tensor) -> Tensor:
+    """``Omega = sqrt(omega^2 - gamma^2/4)``, the inverse of ``stiffness`` (underdamped modes)."""
+    return torch.sqrt(stiffness - 0.25 * friction**2)
 
 
 def eigenvalue(frequency: Tensor, friction: Tensor) -> Complex:
@@ -119,7 +119,7 @@ def dissipation(offset: Complex, dt: Tensor | float, frequency: Tensor, friction
     )
     modulus2 = offset[0] ** 2 + offset[1] ** 2
     oscillating = cmul(cmul(lam, cmul(offset, offset)), change)[0]
-    heat = -2 * mass2(frequency, friction) * modulus2 * decay + friction * oscillating
+    heat = -2 * stiffness(frequency, friction) * modulus2 * decay + friction * oscillating
     return heat.clamp_min(0)
 
 
@@ -131,7 +131,7 @@ def mode_system(source: Tensor, frequency: Tensor, friction: Tensor) -> System:
     return System(
         DenseGraph(1),
         kappa=source.new_zeros(1, 1),
-        mass2=mass2(frequency, friction).view(modes, 1),
+        mass2=stiffness(frequency, friction).view(modes, 1),
         source=_sites(source),
         gamma=friction.view(modes, 1),
     )
@@ -169,30 +169,30 @@ def damped_modes(system: System, state: State) -> tuple[Tensor, Tensor, Tensor]:
         problems.append("mobility")
     if bool(system.kappa.ne(0).any()):
         problems.append("conductance between sites")
-    stiffness = torch.zeros_like(state.phi)
+    omega2 = torch.zeros_like(state.phi)
     if system.mass2 is not None:
-        stiffness = stiffness + system.mass2
+        omega2 = omega2 + system.mass2
     if system.coupling is not None:
         diagonal = system.coupling.diagonal()
         if bool((system.coupling - torch.diag(diagonal)).ne(0).any()):
             problems.append("off-diagonal channel coupling")
-        stiffness = stiffness + diagonal.view(1, -1, *[1] * (state.phi.dim() - 2))
-    friction = torch.zeros_like(stiffness)
+        omega2 = omega2 + diagonal.view(1, -1, *[1] * (state.phi.dim() - 2))
+    friction = torch.zeros_like(omega2)
     if system.gamma is not None:
         friction = friction + system.gamma
-    if bool((stiffness <= 0.25 * friction**2).any()):
+    if bool((omega2 <= 0.25 * friction**2).any()):
         problems.append("overdamped, critically damped or free modes (mass2 + W_aa <= gamma^2/4)")
     if problems:
         raise ValueError(
             "the exact integrator needs independent underdamped linear modes; this system has "
             + ", ".join(problems)
         )
-    return damped_frequency(stiffness, friction), friction, stiffness
+    return damped_frequency(omega2, friction), friction, omega2
 
 
-def _rest(source: Tensor | None, stiffness: Tensor) -> Tensor:
+def _rest(source: Tensor | None, omega2: Tensor) -> Tensor:
     """Rest point ``phi* = rho/omega^2`` (zero without a source)."""
-    return torch.zeros_like(stiffness) if source is None else source / stiffness
+    return torch.zeros_like(omega2) if source is None else source / omega2
 
 
 def exact_step(system: System, state: State, dt: Tensor | float) -> State:

@@ -52,12 +52,13 @@ class Diagnostics:
     work: Tensor
 
     @property
-    def ledger(self) -> Tensor:
+    def conserved(self) -> Tensor:
+        """``E - W_ext``: constant under the exact dynamics."""
         return self.energy - self.work
 
     def relative_drift(self) -> Tensor:
         """Largest ``|ledger_t - ledger_0|`` over the rollout, relative to the energy scale."""
-        ledger = self.ledger
+        ledger = self.conserved
         scale = self.hamiltonian.abs().amax(0).clamp_min(1e-12)
         return ((ledger - ledger[:1]).abs().amax(0) / scale).detach()
 

@@ -72,4 +72,3 @@ def output_errors(path: str | Path, action: str = "write") -> Iterator[None]:
         raise  # already says what is wrong (an OutputError is itself an OSError)
     except OSError as error:
         raise OutputError(f"cannot {action} {path}: {describe_os_error(error)}") from error
-

@@ -57,7 +57,7 @@ def graph_recovery(
         pairs, ties counting 1/2 (1.0 = perfect, 0.5 = chance). ``top20_precision``: mean over
         sites of the fraction of true partners among each site's k best-scoring others, k = its
         number of true partners (20 per cell for Sudoku peers). For (H, 81, 81) input these two
-        are for the heads' element-wise maximum (a pair is found if some head couples it), and
+        are for the graphs' element-wise maximum (a pair is found if some graph couples it), and
         there are also ``head_auc`` and ``head_top20_precision`` (H,) tensors, ``kinds`` (names),
         ``head_kind_auc`` (H, len(kinds)) tensor of each head's AUC against each kind, and
         ``head_kind``: the best-matching kind's name per head.

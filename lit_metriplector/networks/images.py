@@ -8,17 +8,17 @@ charges (spatial means of ``T``) of the last block::
 
     block:  y = context(norm1(x))                       depthwise 3x3: each site sees its
                                                         neighbourhood when it configures
-            heads(y) -> kappa per edge, m^2, rho, gamma, Gamma, phi0   (the image configures)
+            configure(y) -> kappa per edge, m^2, rho, gamma, Gamma, phi0   (the image configures)
             rollout: steps of euler or strang, learned W (coupling) and G (skew rotation)
             x = x + proj(asinh T^{mu nu})               T per site, 6 components per field
             x = x + mlp(norm2(x))
 
-Stable by construction. The heads are bounded (``Heads(max_rate, min_damping)``): every rate
-lies in ``[0, max_rate]``, friction and mobility in ``[min_damping, 1] max_rate``, and the
-learned step is capped below the integrator's stability limit on the 4-neighbour grid
-(``core.layer.stable_dt``): explicit Euler then never raises ``H`` at any step, so no depth or
-step count blows up; strang's implicit mobility is unconditionally stable and its leapfrog stays
-below ``dt omega_max < 2``.
+Stable by construction. The coefficients are bounded (``Parametrization(max_rate, min_damping)``):
+every rate lies in ``[0, max_rate]``, friction and mobility in ``[min_damping, 1] max_rate``, and
+the learned step is capped below the integrator's stability limit on the 4-neighbour grid
+(``core.layer.stable_dt``): explicit Euler then never raises ``H`` at any step, so no depth or step
+count blows up; strang's implicit mobility is unconditionally stable and its leapfrog stays below
+``dt omega_max < 2``.
 
 Fast path. The blocks are plain ``MetriplectorLayer``s: on ``Grid2D`` rollouts they take the
 core's fused backend (``core.grid``) by themselves, and ``mix`` gives the block the update, the
@@ -36,8 +36,8 @@ from torch import Tensor, nn
 from ..core import (
     CGOptions,
     DynamicsReport,
-    Heads,
     MetriplectorLayer,
+    Parametrization,
     Rollout,
     stable_dt,
 )
@@ -189,13 +189,13 @@ class ImageMetriplector(StagedImageNetwork):
         steps: integrator steps per block.
         integrator: ``"euler"`` (the paper's) or ``"strang"``.
         dt: initial learned step; ``None``: the stability limit (capped below it either way).
-        max_rate: bound of every configured rate (``Heads.max_rate``).
+        max_rate: bound of every configured rate (``Parametrization.max_rate``).
         min_damping: floor of friction and mobility, as a fraction of ``max_rate``.
         edge_rank: rank of the pair factor of the edge conductances.
         rotation: learn the skew channel rotation ``G``.
         coupling: learn the channel coupling ``W``.
         mlp_ratio: hidden width of the blocks' feed-forward, relative to the width.
-        context_kernel: depthwise convolution before the heads (0: pointwise heads).
+        context_kernel: depthwise convolution before ``configure`` (0: pointwise).
         drop_path: stochastic depth of the last block.
         dropout: before the classifier.
         stem_stride: stride of the stem (2 halves the grid of the first stage).
@@ -224,11 +224,11 @@ class ImageMetriplector(StagedImageNetwork):
         stem_stride: int = 1,
         solver: CGOptions | None = None,
     ) -> None:
-        heads = Heads(
+        parametrization = Parametrization(
             edge_rank=edge_rank, coupling=coupling, max_rate=max_rate, min_damping=min_damping
         )
         probe = Rollout("full", steps, integrator, 1.0, rotation=rotation)
-        limit = stable_dt(heads, probe, degree=4)
+        limit = stable_dt(parametrization, probe, degree=4)
         dynamics = Rollout(
             "full",
             steps,
@@ -239,7 +239,11 @@ class ImageMetriplector(StagedImageNetwork):
         )
 
         def mixer(stage: int, width: int, c: int) -> nn.Module:
-            return _Mixer(MetriplectorLayer(width, dim=2, fields=c, dynamics=dynamics, heads=heads))
+            return _Mixer(
+                MetriplectorLayer(
+                    width, dim=2, fields=c, dynamics=dynamics, parametrization=parametrization
+                )
+            )
 
         super().__init__(
             in_channels,

@@ -31,7 +31,7 @@ Options (all off by default; off, the model, its parameters and its ``state_dict
   ``alpha_t`` a relaxation of ``phi`` and ``pi`` alike toward the rest point), exact and scanned
   as before, read out as the learned oscillator. The core's integrator has no such term, so these
   blocks report no diagnostics.
-- ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of the heads
+- ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of ``configure``
   that drive the modes, as in Mamba; generation keeps the last ``conv - 1`` inputs per layer.
 - ``coupling``: the read-out fields are a learned rotation of pairs of modes (angle per pair, 0
   at initialisation): fields ``phi = R phi_n``, ``pi = R pi_n`` of normal modes ``phi_n`` that
@@ -70,10 +70,10 @@ from ..core import (
     from_eigen,
     ledger_dtype,
     linear_recurrence,
-    mass2,
     mode_system,
     propagator,
     rollout,
+    stiffness,
 )
 from .layers import GatedMLP, gpt2_init, log_uniform
 
@@ -118,7 +118,8 @@ class StepConstants:
     chart: Tensor  # complex (C,): pi / omega = Re(2 lam / omega w)
     omega2: Tensor  # (C,)
     rotation: tuple[Tensor, Tensor] | None  # (cos, sin) of the pair angles, with coupling
-    heads: tuple[Tensor, Tensor]  # (D, kC) weight, with the rest columns times drive_gain; bias
+    # (D, kC) weight, with the rest columns times drive_gain; bias
+    coefficients: tuple[Tensor, Tensor]
     proj: tuple[Tensor, Tensor]  # (4C, D) weight acting on (p^2, q, Re w, p) (see step); bias
     up: Tensor  # (D, 2H)
     down: Tensor  # (H, D)
@@ -157,7 +158,7 @@ class OscillatorBlock(nn.Module):
         self.norm1 = nn.LayerNorm(width)
         self.conv = CausalConv(width, conv) if conv else None
         # source and step per mode, and the optional modulations of friction and frequency
-        self.heads = nn.Linear(width, (2 + input_friction + input_frequency) * modes)
+        self.coefficients = nn.Linear(width, (2 + input_friction + input_frequency) * modes)
         # A spread of frequencies and damping times (log-uniform), as in S4D / LRU: each layer
         # sees the past at every scale from the last few bytes to far beyond the context.
         self.log_frequency = nn.Parameter(log_uniform(modes, *frequency_range))
@@ -200,12 +201,12 @@ class OscillatorBlock(nn.Module):
         and friction of the step, per position and mode. The head sets where the source holds
         each mode (times the mode's ``drive_gain``) rather than the source itself, so every mode
         moves on the scale of the features whatever its stiffness and memory."""
-        heads = self.heads(h).to(frequency.dtype).split(self.modes, dim=-1)
-        rest, dt = heads[0] * gain, F.softplus(heads[1] + self.dt_bias)
+        raw = self.coefficients(h).to(frequency.dtype).split(self.modes, dim=-1)
+        rest, dt = raw[0] * gain, F.softplus(raw[1] + self.dt_bias)
         if self.input_friction:
-            friction = friction * F.softplus(heads[2] + SOFTPLUS_ONE)
+            friction = friction * F.softplus(raw[2] + SOFTPLUS_ONE)
         if self.input_frequency:
-            frequency = frequency * F.softplus(heads[-1] + SOFTPLUS_ONE)
+            frequency = frequency * F.softplus(raw[-1] + SOFTPLUS_ONE)
         return rest, dt, frequency, friction
 
     def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -240,12 +241,12 @@ class OscillatorBlock(nn.Module):
             potential = phi * (0.5 * phi - rest)
             momentum = pi / omega2.sqrt()
             return torch.cat([kinetic + potential, kinetic - potential, phi, momentum], -1)
-        stiffness = rotate_pairs(omega2 * phi, *rotation)  # K phi
+        k_phi = rotate_pairs(omega2 * phi, *rotation)
         source = rotate_pairs(omega2 * rest, *rotation)  # rho
         phi, pi = rotate_pairs(phi, *rotation), rotate_pairs(pi, *rotation)
         diagonal = _pair_diagonal(omega2, *rotation)  # K_aa
         kinetic = 0.5 * pi**2 / diagonal
-        potential = (0.5 * stiffness - source) * phi / diagonal
+        potential = (0.5 * k_phi - source) * phi / diagonal
         return torch.cat([kinetic + potential, kinetic - potential, phi, pi / diagonal.sqrt()], -1)
 
     def update(self, x: Tensor, features: Tensor) -> Tensor:
@@ -260,7 +261,7 @@ class OscillatorBlock(nn.Module):
         star = fixed_point(rest, frequency, friction)  # of the learned oscillator, see above
         w = linear_recurrence(a, cmul(complement, star), self.chunk)
         phi, pi = from_eigen(w, frequency, friction)
-        features = self.read(phi, pi, rest, mass2(frequency, friction), self.rotation(dtype))
+        features = self.read(phi, pi, rest, stiffness(frequency, friction), self.rotation(dtype))
         report = self.report(rest, dt) if diagnostics and not self.modulated else None
         return self.update(x, features), report
 
@@ -270,17 +271,17 @@ class OscillatorBlock(nn.Module):
         """The parameters' share of ``step`` for modes in precision ``dtype``, computed once and
         kept while no parameter changes (under ``no_grad``; with autograd on they are recomputed,
         so that gradients reach the parameters)."""
-        params = [self.log_frequency, self.log_friction, self.pair_angle, self.heads.weight]
-        params += [self.heads.bias, self.proj.weight, self.proj.bias, self.mlp.up.weight]
+        params = [self.log_frequency, self.log_friction, self.pair_angle, self.coefficients.weight]
+        params += [self.coefficients.bias, self.proj.weight, self.proj.bias, self.mlp.up.weight]
         params += [self.mlp.down.weight]
         key = (dtype, *((p.data_ptr(), p._version) for p in params if p is not None))
         cache = not torch.is_grad_enabled()
         if cache and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         frequency, friction = self.constants(dtype)
-        omega2 = mass2(frequency, friction)
+        omega2 = stiffness(frequency, friction)
         eigenvalue = torch.complex(-0.5 * friction, frequency)
-        weight, bias = self.heads.weight, self.heads.bias
+        weight, bias = self.coefficients.weight, self.coefficients.bias
         gain = drive_gain(self.dt_init, frequency, friction).to(weight.dtype)
         scale = torch.ones(weight.shape[0], dtype=weight.dtype, device=weight.device)
         scale = torch.cat([gain, scale[self.modes :]])
@@ -301,7 +302,7 @@ class OscillatorBlock(nn.Module):
             chart=2 * eigenvalue / omega2.sqrt(),
             omega2=omega2,
             rotation=rotation,
-            heads=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
+            coefficients=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
             proj=(proj.T.contiguous(), self.proj.bias),
             up=self.mlp.up.weight.T.contiguous(),
             down=self.mlp.down.weight.T.contiguous(),
@@ -326,14 +327,14 @@ class OscillatorBlock(nn.Module):
         if self.conv is not None:
             h, window = self.conv.step(h, window)
             h = F.silu(h)
-        heads = torch.addmm(c.heads[1], h, c.heads[0]).to(c.frequency.dtype)
-        rest, dt = heads[:, :modes], F.softplus(heads[:, modes : 2 * modes])
+        raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
+        rest, dt = raw[:, :modes], F.softplus(raw[:, modes : 2 * modes])
         if self.modulated:
             friction, frequency, k = c.friction, c.frequency, 2 * modes
             if self.input_friction:
-                friction, k = friction * F.softplus(heads[:, k : k + modes]), k + modes
+                friction, k = friction * F.softplus(raw[:, k : k + modes]), k + modes
             if self.input_frequency:
-                frequency = frequency * F.softplus(heads[:, k:])
+                frequency = frequency * F.softplus(raw[:, k:])
             a = torch.exp(dt * torch.complex(-0.5 * friction, frequency))
         else:
             a = torch.exp(dt * c.eigenvalue)
@@ -357,7 +358,7 @@ class OscillatorBlock(nn.Module):
         ledgers drift by ~1e-6 of ``H``, which would hide real errors): its ledgers, the final
         state and the system with the last byte's source."""
         frequency, friction = self.constants(torch.float64)
-        sources = (mass2(frequency, friction) * rest.double()).transpose(0, 1)  # (T, B, C)
+        sources = (stiffness(frequency, friction) * rest.double()).transpose(0, 1)  # (T, B, C)
         system = mode_system(torch.zeros_like(sources[0]), frequency, friction)
         zero = torch.zeros_like(system.source)
         state = State(zero, zero, zero[:, 0])

@@ -43,7 +43,7 @@ class RecurrentBlock(nn.Module):
         super().__init__()
         self.states, self.chunk = states, chunk
         self.norm1 = nn.LayerNorm(width)
-        self.heads = nn.Linear(width, 3 * states)  # input (real, imaginary) and step per state
+        self.inputs = nn.Linear(width, 3 * states)  # input (real, imaginary) and step per state
         self.gate = nn.Linear(width, width, bias=False)
         self.log_frequency = nn.Parameter(log_uniform(states, *frequency_range))
         self.log_decay = nn.Parameter(-log_uniform(states, *timescale_range))  # nu = 1 / time
@@ -56,7 +56,7 @@ class RecurrentBlock(nn.Module):
     def recurrence(self, h: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``a_t`` and ``b_t`` (real and imaginary parts) of every position of the normalised
         input ``h``, in ``dtype``."""
-        u, v, dt = self.heads(h).to(dtype).split(self.states, dim=-1)
+        u, v, dt = self.inputs(h).to(dtype).split(self.states, dim=-1)
         dt = F.softplus(dt + self.dt_bias)
         decay = self.log_decay.exp().to(dtype) * dt
         angle = self.log_frequency.exp().to(dtype) * dt

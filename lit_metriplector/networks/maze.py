@@ -19,8 +19,8 @@ from ..core import (
     DynamicsReport,
     Equilibrium,
     Grid2D,
-    Heads,
     MetriplectorLayer,
+    Parametrization,
     System,
 )
 from ..datasets.mazes import Channel
@@ -86,7 +86,7 @@ class MazeNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = conv_stack(3, features, encoder_layers)
-        heads = Heads(
+        parametrization = Parametrization(
             edge_rank=edge_rank,
             conductivity_floor=conductivity_floor,
             mass2=mass2,
@@ -95,7 +95,11 @@ class MazeNetwork(nn.Module):
         )
         self.blocks = nn.ModuleList(
             MetriplectorLayer(
-                features, dim=2, fields=fields, dynamics=Equilibrium(solver), heads=heads
+                features,
+                dim=2,
+                fields=fields,
+                dynamics=Equilibrium(solver),
+                parametrization=parametrization,
             )
             for _ in range(layers)
         )

@@ -1,6 +1,6 @@
 """Sudoku with zero structural injection: the constraint graph is learned (docs/architecture.md).
 
-The 81 cells are the sites of a fully connected graph whose couplings ``K_h`` (``H`` heads,
+The 81 cells are the sites of a fully connected graph whose couplings ``K_h`` (``H`` graphs,
 ``(H, 81, 81)``, symmetric, ``>= 0``) are parameters shared by every puzzle
 (``core.coupling.SharedCoupling``): rows, columns and boxes are never given, and the network
 knows nothing of where a cell sits but what the coupling learns. Nothing else tells cells apart:
@@ -9,7 +9,7 @@ the network is equivariant under any relabelling of the cells that is applied to
 Each iteration, with the same weights::
 
     u = h + embed(puzzle)                                        recall the givens
-    u --heads--> site conductivity k, mass2, source rho (+ the givens' own sources), friction
+    u --configure--> site conductivity k, mass2, source rho (+ the givens' own sources), friction
                  gamma, initial fields phi0                        the input configures the system
     rollout: ``steps`` strang steps of CoupledSystem(k, K, ...)   full branch: waves + friction
     T^00, L per site and field --asinh--> MLP([T, u])             stress-energy readout
@@ -52,12 +52,12 @@ CELLS = 81
 DIGITS = 9
 
 
-def given_graph(heads: int, scale: float) -> Tensor:
+def given_graph(graphs: int, scale: float) -> Tensor:
     """The true constraint graph as a coupling ``(H, 81, 81)``: the 20 peers of each cell with
     the weight a learned coupling saturates at, ``scale / 80``, on every head."""
     from ..datasets.sudoku.structure import peers  # only the ablation reads the true graph
 
-    return peers().float().expand(heads, CELLS, CELLS) * (scale / (CELLS - 1))
+    return peers().float().expand(graphs, CELLS, CELLS) * (scale / (CELLS - 1))
 
 
 class SudokuNetwork(nn.Module):
@@ -65,8 +65,8 @@ class SudokuNetwork(nn.Module):
 
     Args:
         features: width ``D`` of the recurrent site state.
-        fields: fields ``C`` per site (split evenly over the coupling heads).
-        heads: coupling heads ``H``, each an independent learned graph.
+        fields: fields ``C`` per site (split evenly over the coupling graphs).
+        graphs: coupling graphs ``H``, each an independent learned graph.
         steps: integrator steps per iteration.
         iterations: iterations at eval time (and the nominal training depth).
         train_iterations: inclusive range of the number of iterations drawn per training batch;
@@ -86,7 +86,7 @@ class SudokuNetwork(nn.Module):
         self,
         features: int = 64,
         fields: int = 32,
-        heads: int = 4,
+        graphs: int = 4,
         steps: int = 2,
         iterations: int = 8,
         train_iterations: tuple[int, int] | None = (4, 12),
@@ -100,15 +100,15 @@ class SudokuNetwork(nn.Module):
         readout: Literal["asinh", "linear"] = "asinh",
     ) -> None:
         super().__init__()
-        if fields % heads:
-            raise ValueError(f"fields={fields} must be a multiple of heads={heads}")
+        if fields % graphs:
+            raise ValueError(f"fields={fields} must be a multiple of graphs={graphs}")
         if train_iterations is not None and not 1 <= train_iterations[0] <= train_iterations[1]:
             raise ValueError(f"train_iterations={train_iterations}: need 1 <= low <= high")
         if min(steps, iterations, test_iterations or 1) < 1:
             raise ValueError("steps, iterations and test_iterations must be >= 1")
         if graph not in ("learned", "given"):
             raise ValueError(f"graph must be 'learned' or 'given', got {graph!r}")
-        self.fields, self.heads, self.steps = fields, heads, steps
+        self.fields, self.graphs, self.steps = fields, graphs, steps
         self.iterations, self.test_iterations = iterations, test_iterations
         self.train_iterations = None if train_iterations is None else tuple(train_iterations)
         self.integrator, self.readout = integrator, readout
@@ -118,14 +118,16 @@ class SudokuNetwork(nn.Module):
             raise ValueError(f"dt={dt} must lie in (0, {self.max_dt:.3f}), the stability bound")
         self.lattice = DenseGraph(CELLS)
         if graph == "learned":
-            self.coupling = SharedCoupling(CELLS, heads, coupling_scale, gain=coupling_gain)
+            self.coupling = SharedCoupling(CELLS, graphs, coupling_scale, gain=coupling_gain)
         else:
             self.coupling = None
-            self.register_buffer("fixed_graph", given_graph(heads, coupling_scale))
+            self.register_buffer("fixed_graph", given_graph(graphs, coupling_scale))
         self.embed = nn.Embedding(DIGITS + 1, features)
         self.given_source = nn.Embedding(DIGITS + 1, fields, padding_idx=0)
-        self.head_sizes = {name: fields for name in ("k", "mass2", "source", "gamma", "phi0")}
-        self.configure_heads = nn.Linear(features, sum(self.head_sizes.values()))
+        self.coefficient_sizes = {
+            name: fields for name in ("k", "mass2", "source", "gamma", "phi0")
+        }
+        self.coefficients = nn.Linear(features, sum(self.coefficient_sizes.values()))
         # logit of dt / max_dt
         self.dt_logit = nn.Parameter(torch.tensor(math.log(dt / (self.max_dt - dt))))
         self.update = nn.Sequential(
@@ -151,10 +153,11 @@ class SudokuNetwork(nn.Module):
 
     def configure(self, u: Tensor, puzzle: Tensor, graph: Tensor) -> tuple[CoupledSystem, State]:
         """The system and initial state of one iteration from the state ``u`` ``(B, 81, D)``."""
+        sizes = list(self.coefficient_sizes.values())
         raw = dict(
             zip(
-                self.head_sizes,
-                self.configure_heads(u).transpose(1, 2).split(list(self.head_sizes.values()), 1),
+                self.coefficient_sizes,
+                self.coefficients(u).transpose(1, 2).split(sizes, 1),
                 strict=True,
             )
         )  # each (B, C, 81)
