@@ -39,18 +39,20 @@ SUDOKU_NETWORK = [
     "--model.init_args.network.init_args.iterations=2",
     "--model.init_args.network.init_args.train_iterations=[1, 2]",
 ]
+TINY_MAZE = [
+    "--model.init_args.network.init_args.features=8",
+    "--model.init_args.network.init_args.fields=1",
+    "--data.init_args.train_cells=3",
+    "--data.init_args.val_cells=3",
+    "--data.init_args.test_cells=[4]",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.predict_cells=3",
+    "--data.init_args.predict_size=4",
+]
 # Per task: overrides that make a run tiny (the configs themselves are full size).
 TINY = {
-    "maze": [
-        "--model.init_args.network.init_args.features=8",
-        "--model.init_args.network.init_args.fields=1",
-        "--data.init_args.train_cells=3",
-        "--data.init_args.val_cells=3",
-        "--data.init_args.test_cells=[4]",
-        "--data.init_args.batch_size=4",
-        "--data.init_args.predict_cells=3",
-        "--data.init_args.predict_size=4",
-    ],
+    "maze": TINY_MAZE,
+    "maze_loops": TINY_MAZE,
     "lm": [
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.network.init_args.layers=1",
@@ -68,7 +70,7 @@ TINY = {
     "lm_gpt": [
         "--model.init_args.network.init_args.block_size=16",
         "--model.init_args.network.init_args.layers=1",
-        "--model.init_args.network.init_args.graphs=2",
+        "--model.init_args.network.init_args.heads=2",
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,
@@ -76,7 +78,7 @@ TINY = {
     "lm_modern_gpt": [
         "--model.init_args.network.init_args.block_size=16",
         "--model.init_args.network.init_args.layers=1",
-        "--model.init_args.network.init_args.graphs=2",
+        "--model.init_args.network.init_args.heads=2",
         "--model.init_args.network.init_args.width=16",
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,

@@ -29,7 +29,7 @@ from lit_metriplector.datasets.mazes import (
     random_endpoints,
     read_mazes,
     render_png,
-    shortest_path,
+    shortest_paths,
     to_rgb,
     write_mazes_npz,
     write_mazes_text,
@@ -100,6 +100,57 @@ def test_generate_maze_depends_on_rng_and_checks_arguments() -> None:
         generate_maze(0, np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("loops", [0.05, 0.1, 0.3, 1.0])
+def test_loops_knock_out_that_fraction_of_the_interior_walls(loops: float) -> None:
+    cells = 12
+    perfect = generate_maze(cells, np.random.default_rng(3))
+    looped = generate_maze(cells, np.random.default_rng(3), loops=loops)
+    interior = 2 * cells * (cells - 1) - (cells**2 - 1)  # walls between cells a tree leaves
+    assert (perfect <= looped).all()  # the same carving, then walls opened
+    assert looped.sum() - perfect.sum() == round(loops * interior)
+    assert not looped[::2, ::2].any()  # corners and border stay walls
+
+
+def test_no_loops_draws_nothing_more() -> None:
+    """Perfect mazes are what they were before loops existed: no extra random draws."""
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    assert (generate_maze(9, rng_a) == generate_maze(9, rng_b, loops=0.0)).all()
+    assert rng_a.random() == rng_b.random()
+    with pytest.raises(ValueError, match="loops"):
+        generate_maze(5, np.random.default_rng(0), loops=1.5)
+
+
+def all_shortest_path_sites(open: np.ndarray, start, goal) -> np.ndarray:
+    """By brute force: every simple start-goal path, the union of the shortest ones."""
+    best, union = [np.inf], np.zeros_like(open)
+
+    def walk(site, path):
+        if len(path) > best[0]:
+            return
+        if site == goal:
+            if len(path) < best[0]:
+                best[0] = len(path)
+                union[:] = False
+            for p in path:
+                union[p] = True
+            return
+        r, c = site
+        for n in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if open[n] and n not in path:
+                walk(n, [*path, n])
+
+    walk(start, [start])
+    return union
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_targets_mark_every_shortest_path(seed: int) -> None:
+    x, y = make_example(3, np.random.SeedSequence([seed]), loops=0.6)
+    maze = decode(x)
+    expected = all_shortest_path_sites(maze.open, maze.start, maze.goal)
+    assert ((y > 0.5) == expected).all()
+
+
 def test_random_endpoints() -> None:
     rng = np.random.default_rng(0)
     for _ in range(100):
@@ -114,7 +165,7 @@ def test_random_endpoints() -> None:
 def test_shortest_path_is_the_unique_path(algorithm: str) -> None:
     for seed in range(5):
         maze = sample_maze(12, seed, algorithm)
-        path = shortest_path(maze.open, maze.start, maze.goal)
+        path = shortest_paths(maze.open, maze.start, maze.goal)
         assert path.shape == maze.open.shape and path.dtype == bool
         assert (path == dead_end_filling(maze.open, maze.start, maze.goal)).all()
         assert not (path & ~maze.open).any()
@@ -127,13 +178,14 @@ def test_shortest_path_is_the_unique_path(algorithm: str) -> None:
 
 
 def test_shortest_path_on_a_grid_with_loops_and_unreachable_goals() -> None:
-    field = np.ones((5, 7), dtype=bool)  # no walls: many shortest paths, all of length 4 + 6 + 1
-    path = shortest_path(field, (0, 0), (4, 6))
-    assert path.sum() == 11 and reachable(path, (0, 0))[4, 6]
+    field = np.ones((5, 7), dtype=bool)  # no walls: many shortest paths, all of length 4 + 6
+    path = shortest_paths(field, (0, 0), (4, 6))
+    assert path.all()  # between opposite corners every site lies on one of them
+    assert shortest_paths(field, (0, 0), (0, 6)).sum() == 7  # along an edge there is one
     field[:, 3] = False
-    assert shortest_path(field, (0, 0), (4, 6)) is None
-    assert shortest_path(field, (0, 3), (4, 0)) is None  # start on a wall
-    assert shortest_path(field, (2, 2), (2, 2)).sum() == 1
+    assert shortest_paths(field, (0, 0), (4, 6)) is None
+    assert shortest_paths(field, (0, 3), (4, 0)) is None  # start on a wall
+    assert shortest_paths(field, (2, 2), (2, 2)).sum() == 1
 
 
 def test_encode_decode() -> None:
@@ -156,9 +208,10 @@ def test_make_example_is_deterministic() -> None:
     assert not (x == x3).all()
 
 
-def test_generation_ignores_global_seeds() -> None:
+@pytest.mark.parametrize("loops", [0.0, 0.2])
+def test_generation_ignores_global_seeds(loops: float) -> None:
     """What makes every DDP rank and worker see the same data."""
-    mazes = GeneratedMazes(cells=6, size=4, algorithm="wilson", seed=7, split="train")
+    mazes = GeneratedMazes(cells=6, size=4, algorithm="wilson", seed=7, split="train", loops=loops)
     items = []
     for global_seed in (0, 1):
         np.random.seed(global_seed)  # noqa: NPY002 (the legacy global state is the point)
@@ -187,7 +240,7 @@ def test_text_round_trip(tmp_path: Path) -> None:
         assert b.path is None
 
     # solved: the marks come back as the path, endpoints included
-    solutions = [shortest_path(m.open, m.start, m.goal) for m in mazes]
+    solutions = [shortest_paths(m.open, m.start, m.goal) for m in mazes]
     write_mazes_text(file, mazes, predictions=[s.astype(np.float32) for s in solutions])
     for solution, b in zip(solutions, read_mazes(file), strict=True):
         assert (b.path == solution).all()
@@ -330,7 +383,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_to_rgb_and_render_png(tmp_path: Path) -> None:
     maze = sample_maze(4, 1)
-    target = shortest_path(maze.open, maze.start, maze.goal)
+    target = shortest_paths(maze.open, maze.start, maze.goal)
     prediction = target.copy()
     wrong, missed = tuple(np.argwhere(maze.open & ~target)[0]), tuple(np.argwhere(target)[1])
     prediction[wrong], prediction[missed] = True, False
@@ -361,7 +414,7 @@ def colours(pixels: np.ndarray) -> set[tuple[int, ...]]:
 @pytest.mark.parametrize("marks", ["both", "target", "none"])
 def test_render_png_has_a_legend_of_the_colours_it_uses(marks: str) -> None:
     maze = sample_maze(9, 2)
-    target = shortest_path(maze.open, maze.start, maze.goal)
+    target = shortest_paths(maze.open, maze.start, maze.goal)
     prediction = {"both": target, "target": None, "none": None}[marks]
     target = None if marks == "none" else target
     image = np.asarray(render_png(maze.open, maze.start, maze.goal, prediction, target, scale=8))
@@ -459,7 +512,7 @@ def test_datamodule_files(tmp_path: Path) -> None:
     batch = next(iter(dm.predict_dataloader()[1]))
     for x, y in zip(batch["input"], batch["target"], strict=True):
         maze = decode(x)
-        assert torch.equal(y, torch.from_numpy(shortest_path(maze.open, maze.start, maze.goal)))
+        assert torch.equal(y, torch.from_numpy(shortest_paths(maze.open, maze.start, maze.goal)))
 
 
 @pytest.mark.parametrize(
@@ -471,6 +524,7 @@ def test_datamodule_files(tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"num_workers": -1}, "num_workers must be >= 0"),
         ({"algorithm": "prim"}, "algorithm must be one of"),
+        ({"loops": 1.2}, r"loops must be a fraction in \[0, 1\]"),
         ({"test_cells": []}, "nothing to test"),
         ({"test_cells": [3, 3]}, "distinct names"),
     ],

@@ -10,7 +10,7 @@ from lit_metriplector.datasets.mazes import (
     encode,
     generate_maze,
     random_endpoints,
-    shortest_path,
+    shortest_paths,
 )
 from lit_metriplector.networks.maze import ideal_system
 
@@ -22,7 +22,7 @@ def test_current_flows_exactly_on_the_bfs_path(cells, algorithm):
     for _ in range(3):
         open_ = generate_maze(cells, rng, algorithm)
         start, goal = random_endpoints(cells, rng)
-        path = shortest_path(open_, start, goal)
+        path = shortest_paths(open_, start, goal)
         system = ideal_system(torch.from_numpy(encode(open_, start, goal)).double()[None])
         lattice = system.lattice
         phi, info = solve(system, CGOptions(tol=1e-10, dtype=torch.float64))

@@ -6,6 +6,7 @@ These names are the core's API: the rest of the package imports nothing else fro
 (``tests/test_architecture.py`` checks)."""
 
 from .coupling import CoupledSystem, SharedCoupling
+from .fronts import arrival_times, front_step, on_shortest_paths
 from .grid import pointwise
 from .integrators import cayley, euler_step, rollout, strang_step
 from .lattice import Chain1D, DenseGraph, Grid2D, Lattice, RegularGrid
@@ -41,9 +42,9 @@ __all__ = [
     "DynamicsReport",
     "Equilibrium",
     "Grid2D",
-    "Parametrization",
     "Lattice",
     "MetriplectorLayer",
+    "Parametrization",
     "RegularGrid",
     "Rollout",
     "SharedCoupling",
@@ -51,6 +52,7 @@ __all__ = [
     "SolveTally",
     "State",
     "System",
+    "arrival_times",
     "cayley",
     "cmul",
     "conjugate_gradient",
@@ -61,17 +63,19 @@ __all__ = [
     "fast_asinh",
     "fixed_point",
     "from_eigen",
+    "front_step",
     "ledger_dtype",
     "linear_recurrence",
-    "stiffness",
     "mode_system",
     "noether_charges",
+    "on_shortest_paths",
     "pointwise",
     "propagator",
     "record_solve",
     "rollout",
     "solve",
     "stable_dt",
+    "stiffness",
     "strang_step",
     "stress_energy",
     "stress_energy_components",

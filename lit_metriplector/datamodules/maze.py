@@ -1,4 +1,5 @@
-"""MazeDataModule: generated perfect mazes for fit/validate/test/predict, plus maze files.
+"""MazeDataModule: generated mazes (perfect or with loops) for fit/validate/test/predict, plus maze
+files.
 
 Generated mazes are identical on every rank and worker (see ``datasets.mazes``). The training
 shuffle depends only on (seed, epoch), and the position in it is checkpointed, so a resumed run
@@ -16,7 +17,7 @@ from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 
 
 class MazeDataModule(ResumableDataModule):
-    """Shortest paths through perfect mazes, generated deterministically or read from files.
+    """Shortest paths through mazes, generated deterministically or read from files.
 
     Batches are {"input": (B, 3, G, G), "target": (B, G, G)} float32 (see mazes.encode); a maze
     of c cells has G = 2c + 1 sites per side. Test and predict loaders come one per maze
@@ -32,6 +33,8 @@ class MazeDataModule(ResumableDataModule):
         test_size: number of mazes in each generated test set.
         batch_size: mazes per batch.
         algorithm: maze generator: "dfs" (long corridors), "kruskal" or "wilson" (uniform).
+        loops: fraction of the interior walls knocked out after carving, in every generated
+            split (0: perfect mazes). Targets mark every shortest path (``shortest_paths``).
         seed: seed of all generated mazes and of the training shuffle.
         num_workers: DataLoader worker processes.
         cache_dir: if set, generated splits are stored here as .npz and reused.
@@ -51,6 +54,7 @@ class MazeDataModule(ResumableDataModule):
         test_size: int = 1000,
         batch_size: int = 32,
         algorithm: Algorithm = "dfs",
+        loops: float = 0.0,
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = None,
@@ -76,6 +80,8 @@ class MazeDataModule(ResumableDataModule):
         require_at_least(0, num_workers=num_workers)
         if algorithm not in get_args(Algorithm):
             raise ConfigError(f"algorithm must be one of {get_args(Algorithm)}, got {algorithm!r}")
+        if not 0.0 <= loops <= 1.0:
+            raise ConfigError(f"loops must be a fraction in [0, 1], got {loops}")
         # Validate files now rather than after a long fit (setup reads them again).
         for file in [*(test_files or []), *(predict_files or [])]:
             read_mazes(file)
@@ -102,7 +108,7 @@ class MazeDataModule(ResumableDataModule):
 
     def _generated(self, split: str, cells: int, size: int) -> Dataset:
         hp = self.hparams
-        mazes = GeneratedMazes(cells, size, hp.algorithm, hp.seed, split)
+        mazes = GeneratedMazes(cells, size, hp.algorithm, hp.seed, split, hp.loops)
         if hp.cache_dir is None:
             return mazes
         return StoredMazes.from_cache(mazes.cache_file(hp.cache_dir))
@@ -112,7 +118,8 @@ class MazeDataModule(ResumableDataModule):
         hp = self.hparams
         if hp.cache_dir is not None:
             for split, cells, size in self._generated_splits():
-                GeneratedMazes(cells, size, hp.algorithm, hp.seed, split).cache_file(hp.cache_dir)
+                mazes = GeneratedMazes(cells, size, hp.algorithm, hp.seed, split, hp.loops)
+                mazes.cache_file(hp.cache_dir)
 
     def setup(self, stage: str) -> None:
         hp = self.hparams

@@ -2,7 +2,7 @@
 
 from .bits import BitsPerByte
 from .graph import graph_recovery
-from .path import ExactMatch, PathF1
+from .path import ExactMatch, OptimalPath, PathF1
 from .sudoku import BoardExact, BoardValid, CellAccuracy
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "BoardValid",
     "CellAccuracy",
     "ExactMatch",
+    "OptimalPath",
     "PathF1",
     "graph_recovery",
 ]

@@ -1,10 +1,14 @@
-"""Metrics for per-site predictions: F1 over path sites and exact match per board."""
+"""Metrics for per-site predictions: F1 over path sites, exact match per board, and whether a
+maze's prediction is a shortest path."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+
+from ..datasets.mazes import Channel, distances
 
 
 class PathF1(Metric):
@@ -63,3 +67,42 @@ class ExactMatch(Metric):
 
     def compute(self) -> Tensor:
         return self.correct.float() / self.total.clamp_min(1)
+
+
+class OptimalPath(Metric):
+    """Fraction of mazes whose predicted sites are a shortest start-goal path: every one lies on
+    some shortest path (``target`` marks them all), start and goal are among them, and they join
+    the two. Any one of several tied shortest paths passes, and so do their union and anything
+    between; a longer path, a broken one or a stray site fails. (Within the shortest paths'
+    sites every edge joins consecutive distances from the start, so sites that join start and
+    goal hold a path of the shortest length.)
+
+    ``update(logits, target, maze)`` takes the encoded mazes ``(B, 3, H, W)`` too (for the
+    endpoints); a ``MetricCollection`` passes ``maze`` only to metrics that take it.
+
+    Args:
+        threshold: logits above it mark a site as on the path.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, threshold: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.add_state("optimal", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: Tensor, target: Tensor, maze: Tensor) -> None:
+        pred = logits > self.threshold
+        inside = ~(pred & (target <= 0.5)).flatten(1).any(1)
+        for on, ok, x in zip(pred.cpu().numpy(), inside.tolist(), maze.cpu().numpy(), strict=True):
+            start, goal = (
+                np.unravel_index(np.argmax(x[c]), on.shape) for c in (Channel.START, Channel.GOAL)
+            )
+            self.optimal += int(ok and bool(on[start]) and distances(on, start)[goal] >= 0)
+        self.total += pred.shape[0]
+
+    def compute(self) -> Tensor:
+        return self.optimal.float() / self.total.clamp_min(1)

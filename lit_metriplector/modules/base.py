@@ -118,6 +118,11 @@ class MetriplectorTask(L.LightningModule, ABC):
     def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
         """The training loss of the network's output against the target."""
 
+    def metric_context(self, inputs: Tensor) -> dict[str, Tensor]:
+        """Keyword arguments for the metrics besides output and target (a metric collection
+        passes each only to the metrics whose ``update`` takes it)."""
+        return {}
+
     # What the colours of ``render_prediction``'s pictures mean, written under them.
     prediction_legend: str = ""
 
@@ -242,7 +247,8 @@ class MetriplectorTask(L.LightningModule, ABC):
         output, _ = self(inputs)
         loss = self.compute_loss(output, target)
         metrics = self._metrics(stage, dataloader_idx)
-        metrics(output.detach(), target)  # forward, not update: on_step logging needs its value
+        # forward, not update: on_step logging needs its value
+        metrics(output.detach(), target, **self.metric_context(inputs))
         prefix = metrics.prefix
         on_step = stage == "train"
         kw = dict(

@@ -1,4 +1,5 @@
-"""Maze pathfinding: per-site path logits, F1 over path sites and exact match per maze."""
+"""Maze pathfinding: per-site path logits; F1 over path sites, exact match per maze and whether the
+prediction is a shortest path."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 
 from ..datasets.mazes import decode, to_rgb
-from ..metrics import ExactMatch, PathF1
+from ..metrics import ExactMatch, OptimalPath, PathF1
 from .base import MetriplectorTask
 
 
@@ -42,7 +43,10 @@ class MazeTask(MetriplectorTask):
         super().__init__(*args, **kwargs)
 
     def build_metrics(self) -> MetricCollection:
-        return MetricCollection({"f1": PathF1(), "exact": ExactMatch()})
+        return MetricCollection({"f1": PathF1(), "exact": ExactMatch(), "optimal": OptimalPath()})
+
+    def metric_context(self, inputs: Tensor) -> dict[str, Tensor]:
+        return {"maze": inputs}  # OptimalPath needs the endpoints
 
     def split_batch(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return batch["input"], batch["target"]

@@ -7,6 +7,12 @@ is exactly the path (dead ends carry none). Every operation is local or a solve,
 on 15x15 mazes runs on any size. Two choices make it generalise: walls insulate exactly (nothing
 leaks through them however large the potential across them grows with the maze), and there is
 no screening (the current does not die out along long paths).
+
+Mazes with loops (``fronts=True``): current splits over every route, so first two fronts of the
+heat flow, released at the start and at the goal (``core.fronts``), find the sites where their
+arrival times add up to the shortest length. The network then sees the maze pruned to those
+sites (every other site a wall): the union of the shortest paths, where the current flows. The
+fronts make the answer exact; the solve and the readout mark the pruned maze's open sites.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from ..core import (
     MetriplectorLayer,
     Parametrization,
     System,
+    arrival_times,
+    on_shortest_paths,
 )
 from ..datasets.mazes import Channel
 from .layers import conv_stack
@@ -53,6 +61,15 @@ def ideal_system(x: Tensor, wall: float = 0.0, mass2: float = 0.0) -> System:
     )
 
 
+def shortest_path_sites(x: Tensor) -> Tensor:
+    """Bool ``(B, H, W)``: the sites on a shortest start-goal path of mazes ``x``, from the
+    arrival times of two fronts of the heat flow of ``ideal_system`` (``core.fronts``)."""
+    system = ideal_system(x)
+    ends = torch.cat([channel(x, Channel.START), channel(x, Channel.GOAL)], 1)
+    arrival, _ = arrival_times(system.lattice, system.kappa, ends, targets=ends.flip(1))
+    return on_shortest_paths(arrival)
+
+
 class MazeNetwork(nn.Module):
     """Per-site path logits for mazes ``(B, 3, H, W)`` (channels open / start / goal).
 
@@ -71,6 +88,9 @@ class MazeNetwork(nn.Module):
             conductances can shrink until it suits 15x15 mazes and is too short for larger ones.
         conductivity_floor: least conductivity of an open site; without one, training shrinks
             the conductances (only ``I^2 / kappa`` matters) until the solve breaks down.
+        fronts: first prune the maze to its shortest paths, found by two fronts of the heat
+            flow from start and goal (``core.fronts``); for mazes with loops. Costs one lattice
+            step per site of the shortest path.
     """
 
     def __init__(
@@ -83,8 +103,10 @@ class MazeNetwork(nn.Module):
         solver: CGOptions = MAZE_SOLVER,
         mass2: float | None = 0.0,
         conductivity_floor: float = 0.1,
+        fronts: bool = False,
     ) -> None:
         super().__init__()
+        self.fronts = fronts
         self.encoder = conv_stack(3, features, encoder_layers)
         parametrization = Parametrization(
             edge_rank=edge_rank,
@@ -113,6 +135,9 @@ class MazeNetwork(nn.Module):
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Path logits ``(B, H, W)`` and, if asked, one report per layer."""
         lattice = Grid2D(*x.shape[-2:])
+        if self.fronts:  # the maze pruned to its shortest paths, for the encoder and the solves
+            pruned = channel(x, Channel.OPEN) * shortest_path_sites(x).unsqueeze(1)
+            x = torch.cat([pruned, x[:, Channel.OPEN + 1 :]], 1)
         open_sites = channel(x, Channel.OPEN)
         features = self.encoder(x)
         sources = self.source(dipole(x)).chunk(len(self.blocks), dim=1)

@@ -15,11 +15,12 @@ from .generation import (
     Site,
     as_mask,
     decode,
+    distances,
     encode,
     generate_maze,
     make_example,
     random_endpoints,
-    shortest_path,
+    shortest_paths,
 )
 from .pictures import EXTRA, GOAL, MISSED, OPEN, PATH, START, WALL, render_png, to_rgb
 
@@ -41,6 +42,7 @@ __all__ = [
     "StoredMazes",
     "as_mask",
     "decode",
+    "distances",
     "encode",
     "format_mazes_text",
     "generate_maze",
@@ -48,7 +50,7 @@ __all__ = [
     "random_endpoints",
     "read_mazes",
     "render_png",
-    "shortest_path",
+    "shortest_paths",
     "to_rgb",
     "write_mazes_npz",
     "write_mazes_text",

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ..files import atomic_write
 from .files import read_mazes
-from .generation import Algorithm, encode, make_example, shortest_path
+from .generation import Algorithm, encode, make_example, shortest_paths
 
 # Bump when generation changes, so that stale cache files are not reused.
 GENERATOR_VERSION = 1
@@ -25,11 +25,14 @@ def _item(x: np.ndarray, y: np.ndarray) -> dict[str, torch.Tensor]:
 
 
 class GeneratedMazes(Dataset):
-    """``size`` mazes made on access from (seed, split, cells, index)."""
+    """``size`` mazes made on access from (seed, split, cells, index), with a fraction ``loops``
+    of their interior walls knocked out."""
 
-    def __init__(self, cells: int, size: int, algorithm: Algorithm, seed: int, split: str) -> None:
+    def __init__(
+        self, cells: int, size: int, algorithm: Algorithm, seed: int, split: str, loops: float = 0.0
+    ) -> None:
         self.cells, self.size, self.algorithm, self.seed = cells, size, algorithm, seed
-        self.split = split
+        self.split, self.loops = split, loops
         self.entropy = [seed, zlib.crc32(split.encode())]  # crc32: stable across processes
 
     def __len__(self) -> int:
@@ -37,7 +40,7 @@ class GeneratedMazes(Dataset):
 
     def example(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         seed = np.random.SeedSequence([*self.entropy, self.cells, index])
-        return make_example(self.cells, seed, self.algorithm)
+        return make_example(self.cells, seed, self.algorithm, self.loops)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return _item(*self.example(index))
@@ -47,7 +50,7 @@ class GeneratedMazes(Dataset):
         holds everything that shapes them, so a changed setting never reuses a stale file."""
         name = (
             f"mazes-v{GENERATOR_VERSION}-{self.split}-{self.algorithm}-c{self.cells}"
-            f"-n{self.size}-s{self.seed}.npz"
+            f"{f'-l{self.loops:g}' if self.loops else ''}-n{self.size}-s{self.seed}.npz"
         )
         file = Path(cache_dir) / name
         if not file.exists():
@@ -83,5 +86,5 @@ class StoredMazes(Dataset):
         """A maze file's mazes with shortest-path targets (marks in the file are not used)."""
         mazes = read_mazes(path)
         inputs = np.stack([encode(m.open, m.start, m.goal) for m in mazes])
-        targets = np.stack([shortest_path(m.open, m.start, m.goal) for m in mazes])
+        targets = np.stack([shortest_paths(m.open, m.start, m.goal) for m in mazes])
         return cls(inputs, targets)

@@ -21,7 +21,7 @@
   open site. ``path`` holds the marks as-is, walls included.
 
 Marks read from a file (``Maze.path``) are what the file says, e.g. a model's prediction; training
-and test targets are always recomputed with ``shortest_path``.
+and test targets are always recomputed with ``shortest_paths``.
 """
 
 import zipfile
@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..files import atomic_write, require_file
-from .generation import Maze, as_mask, shortest_path
+from .generation import Maze, as_mask, shortest_paths
 
 
 class MazeFormatError(DataError):
@@ -55,7 +55,7 @@ def _check(
         ends.append(site)
     if ends[0] == ends[1]:
         raise MazeFormatError(f"{where}: start and goal are the same site {ends[0]}")
-    if shortest_path(open, *ends) is None:
+    if shortest_paths(open, *ends) is None:
         raise MazeFormatError(f"{where}: no path from the start {ends[0]} to the goal {ends[1]}")
     return Maze(open, ends[0], ends[1], path)
 

@@ -1,9 +1,14 @@
-"""Perfect mazes: generation, shortest paths, encoding. Plain numpy, no Lightning.
+"""Mazes: generation (perfect, or with loops), shortest paths, encoding. Plain numpy, no Lightning.
 
 Grid layout. A maze of ``c`` cells per side is a bool grid of ``G = 2c + 1`` sites per side,
 True = open. Cell ``(i, j)`` sits at the odd site ``(2i + 1, 2j + 1)``; the site between two
 adjacent cells is a wall that is opened when the spanning tree joins them; sites at even-even
 positions and the border stay walls. Coordinates are always ``(row, col)`` grid sites.
+
+Loops. ``loops`` is the fraction of the interior walls left between adjacent cells after carving
+that are knocked out at random (0: a perfect maze, a tree, with one path between any two cells).
+A maze with loops may have several shortest paths between start and goal; the target marks them
+all: the sites ``x`` with ``d(start, x) + d(x, goal) = d(start, goal)`` (``shortest_paths``).
 
 The encoded input ``(3, H, W)`` has the channels of ``Channel``; networks index it by name.
 """
@@ -146,13 +151,28 @@ _CARVERS = {"dfs": _dfs, "kruskal": _kruskal, "wilson": _wilson}
 assert set(_CARVERS) == set(get_args(Algorithm))
 
 
-def generate_maze(cells: int, rng: np.random.Generator, algorithm: Algorithm = "dfs") -> np.ndarray:
-    """A perfect maze of cells x cells as a (2 cells + 1)^2 bool grid, True = open."""
+def generate_maze(
+    cells: int, rng: np.random.Generator, algorithm: Algorithm = "dfs", loops: float = 0.0
+) -> np.ndarray:
+    """A maze of cells x cells as a (2 cells + 1)^2 bool grid, True = open: perfect, then a
+    fraction ``loops`` of its remaining interior walls knocked out (no draws when 0, so perfect
+    mazes stay what they were)."""
     if cells < 1:
         raise ValueError(f"cells must be >= 1, got {cells}")
     if algorithm not in _CARVERS:
         raise ValueError(f"unknown algorithm {algorithm!r}, expected one of {list(_CARVERS)}")
-    return _carve(cells, *_CARVERS[algorithm](cells, rng))
+    if not 0.0 <= loops <= 1.0:
+        raise ValueError(f"loops must be a fraction in [0, 1], got {loops}")
+    open = _carve(cells, *_CARVERS[algorithm](cells, rng))
+    if loops > 0:
+        # walls between two cells: odd row and even column inside the border, or the converse
+        rows, cols = np.nonzero(~open)
+        between = ((rows % 2) != (cols % 2)) & (rows > 0) & (cols > 0)
+        between &= (rows < open.shape[0] - 1) & (cols < open.shape[1] - 1)
+        walls = np.flatnonzero(between)
+        knocked = rng.choice(walls, size=round(loops * len(walls)), replace=False)
+        open[rows[knocked], cols[knocked]] = True
+    return open
 
 
 def random_endpoints(cells: int, rng: np.random.Generator) -> tuple[Site, Site]:
@@ -163,33 +183,38 @@ def random_endpoints(cells: int, rng: np.random.Generator) -> tuple[Site, Site]:
     return (2 * (a // cells) + 1, 2 * (a % cells) + 1), (2 * (b // cells) + 1, 2 * (b % cells) + 1)
 
 
-def shortest_path(open: np.ndarray, start: Site, goal: Site) -> np.ndarray | None:
-    """Breadth-first search over 4-neighbour open sites: bool mask of one shortest path, or None."""
+def distances(open: np.ndarray, source: Site) -> np.ndarray:
+    """Breadth-first search over 4-neighbour open sites: the number of steps from ``source`` to
+    every site, int64 ``(H, W)``, -1 where it cannot be reached (walls included)."""
     h, w = open.shape
     # A wall border means neighbours never leave the grid, so the loop needs no bounds checks.
     grid = np.pad(np.asarray(open, dtype=bool), 1).ravel().tolist()
     stride = w + 2
-    s = (start[0] + 1) * stride + start[1] + 1
-    g = (goal[0] + 1) * stride + goal[1] + 1
-    if not (grid[s] and grid[g]):
+    s = (source[0] + 1) * stride + source[1] + 1
+    distance = [-1] * len(grid)
+    if grid[s]:
+        distance[s] = 0
+        queue = deque([s])
+        while queue:
+            k = queue.popleft()
+            step = distance[k] + 1
+            for n in (k - stride, k + stride, k - 1, k + 1):
+                if grid[n] and distance[n] < 0:
+                    distance[n] = step
+                    queue.append(n)
+    return np.array(distance, dtype=np.int64).reshape(h + 2, w + 2)[1:-1, 1:-1]
+
+
+def shortest_paths(open: np.ndarray, start: Site, goal: Site) -> np.ndarray | None:
+    """Bool mask of every site on some shortest start-goal path (the one path of a perfect
+    maze): ``d(start, x) + d(x, goal) = d(start, goal)``, by two breadth-first searches; None if
+    the goal cannot be reached."""
+    from_start = distances(open, start)
+    length = from_start[goal]
+    if length < 0:
         return None
-    parent = [-1] * len(grid)
-    parent[s] = s
-    queue = deque([s])
-    while queue and parent[g] < 0:
-        k = queue.popleft()
-        for n in (k - stride, k + stride, k - 1, k + 1):
-            if grid[n] and parent[n] < 0:
-                parent[n] = k
-                queue.append(n)
-    if parent[g] < 0:
-        return None
-    on_path = [g]
-    while on_path[-1] != s:
-        on_path.append(parent[on_path[-1]])
-    mask = np.zeros(len(grid), dtype=bool)
-    mask[on_path] = True
-    return mask.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+    from_goal = distances(open, goal)
+    return (from_start >= 0) & (from_goal >= 0) & (from_start + from_goal == length)
 
 
 def encode(open: np.ndarray, start: Site, goal: Site) -> np.ndarray:
@@ -214,12 +239,14 @@ def make_example(
     cells: int,
     seed: np.random.SeedSequence | np.random.Generator | int,
     algorithm: Algorithm = "dfs",
+    loops: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One training example: (input (3, G, G) float32 from encode, target (G, G) float32 path)."""
+    """One training example: (input (3, G, G) float32 from encode, target (G, G) float32: the
+    sites of every shortest path)."""
     rng = np.random.default_rng(seed)  # a Generator is used as-is
-    open = generate_maze(cells, rng, algorithm)
+    open = generate_maze(cells, rng, algorithm, loops)
     start, goal = random_endpoints(cells, rng)
-    return encode(open, start, goal), shortest_path(open, start, goal).astype(np.float32)
+    return encode(open, start, goal), shortest_paths(open, start, goal).astype(np.float32)
 
 
 def as_mask(x: np.ndarray) -> np.ndarray:
