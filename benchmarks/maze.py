@@ -1,121 +1,156 @@
-"""Maze generalisation: train on 15x15 only, test on 15x15, 39x39, 99x99 (and 201x201).
+"""Mazes with loops: train on 15x15 only, test on unseen 15x15, 39x39, 99x99 and 201x201 mazes.
 
-Trains the Metriplector maze model (``configs/maze.yaml``) and, on the same data with the same
-steps and batch size, the DeepThinking baseline (weight-tied recurrent block with input recall,
-more iterations on larger mazes), both through the shipped CLI. Then tests each on generated
-mazes it never saw, per size, and writes ``docs/benchmarks/maze.json`` and ``maze.md``::
+Trains through the shipped CLI, on the same generated data in the same order:
 
-    python benchmarks/maze.py                               # about an hour on 2 CPU cores
-    python benchmarks/maze.py --steps 50 --test-size 32 --cells 7 19 --baseline-cells 7 19
+- ``metriplector``: ``configs/maze_loops.yaml`` (fronts prune the maze to its shortest paths,
+  then the Poisson solve and the stress-energy readout);
+- ``metriplector (perfect)``: ``configs/maze.yaml``, the perfect-maze model, on its own data;
+- ``deepthinking``: DT-Net with recall on ``maze_loops.yaml``'s data, at the Metriplector's
+  steps and at 5x them (the ``--dt-steps`` list).
 
-The baseline's eval cost grows with area times iterations (132 recurrent steps at 99x99), so its
-largest sizes can be given fewer mazes (``--baseline-large-size``); the table says how many.
+Then, in this process on one thread, tests each model on mazes it never saw, per loop density and
+size: exact match (every shortest-path site and nothing else), optimal (the predicted sites are
+a shortest path, any of tied ones; ``metrics.OptimalPath``), F1; inference milliseconds per maze
+(batches of ``--batch-size``) against a plain Python breadth-first search (``shortest_paths``,
+the two searches that mark every shortest path) on the same mazes; and the iterations of every
+solve (front steps and CG iterations, per batch). Writes ``docs/benchmarks/maze.json`` and
+``maze.md``::
+
+    python benchmarks/maze.py                        # about an hour on 2 CPU cores
+    python benchmarks/maze.py --test-size 16 --dt-steps 20 --steps 20 --sizes 7 19   # minutes
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from common import DOCS, ROOT, provenance, run_line, write_results
+from common import ROOT, provenance, run_line, write_results
+from torchmetrics import MetricCollection
 
 from lit_metriplector.cli import main as cli
+from lit_metriplector.core import arrival_times
+from lit_metriplector.datasets.mazes import Channel, GeneratedMazes, decode, shortest_paths
+from lit_metriplector.metrics import ExactMatch, OptimalPath, PathF1
+from lit_metriplector.modules import MazeTask
 from lit_metriplector.modules.base import count_parameters
+from lit_metriplector.networks.maze import MazeNetwork, channel, ideal_system
 
-CONFIG = str(ROOT / "configs" / "maze.yaml")
-MODELS = {
-    "metriplector": [],
-    "deepthinking": [
-        "--model.init_args.network=lit_metriplector.networks.DeepThinkingNetwork",
-        "--trainer.gradient_clip_val=1.0",  # as in Bansal et al. (2022)
-    ],
-}
-
-
-def run(args: list[str]):
-    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    return cli([*args[:1], "--config", CONFIG, *args[1:], *quiet])
+LOOPS = ROOT / "configs" / "maze_loops.yaml"
+PERFECT = ROOT / "configs" / "maze.yaml"
+DEEPTHINKING = [
+    "--model.init_args.network=lit_metriplector.networks.DeepThinkingNetwork",
+    "--model.init_args.pos_weight=1.0",  # plain BCE, as in Bansal et al. (2022)
+    "--trainer.gradient_clip_val=1.0",
+]
 
 
-def train(name: str, extra: list[str], steps: int, lr: float, opts: argparse.Namespace) -> dict:
+def train(name: str, config: Path, extra: list[str], steps: int, opts) -> dict:
     start = time.perf_counter()
-    fit = run(
-        [
-            "fit",
-            *extra,
-            "--test_after_fit=false",  # tested below, per size
-            f"--trainer.max_steps={steps}",
-            f"--model.init_args.optimizer.init_args.lr={lr}",
-            f"--data.init_args.batch_size={opts.batch_size}",
-            f"--trainer.logger.init_args.save_dir={opts.workdir}",
-            f"--trainer.logger.init_args.name={name}",
-        ]
+    fit = cli(
+        ["fit", "--config", str(config), *extra]
+        + ["--test_after_fit=false", f"--trainer.max_steps={steps}"]
+        + [f"--data.init_args.batch_size={opts.batch_size}"]
+        + [f"--trainer.default_root_dir={opts.workdir / name.replace(' ', '_')}"]
+        + ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     )
     seconds = time.perf_counter() - start
-    params = count_parameters(fit.model.network)
     return {
-        "train_seconds": seconds,
+        "config": str(config.relative_to(ROOT)),
+        "arguments": extra,
         "steps": fit.trainer.global_step,
-        "lr": lr,
-        "parameters": params,
+        "train_seconds": seconds,
+        "parameters": count_parameters(fit.model.network),
         "checkpoint": fit.trainer.checkpoint_callback.last_model_path,
     }
 
 
-def test(extra: list[str], ckpt: str, cells: int, size: int, batch_size: int) -> dict:
-    start = time.perf_counter()
-    result = run(
-        [
-            "test",
-            *extra,
-            f"--ckpt_path={ckpt}",
-            f"--data.init_args.test_cells=[{cells}]",
-            f"--data.init_args.test_size={size}",
-            f"--data.init_args.batch_size={batch_size}",
-            "--trainer.logger=false",
-        ]
-    )
-    seconds = time.perf_counter() - start
+def solve_iterations(network: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """Front steps and the most CG iterations of one batch (0, 0 for networks without them)."""
+    if not isinstance(network, MazeNetwork):
+        return 0, 0
+    _, reports = network(x, diagnostics=True)
+    cg = max(int(r.solve.iterations.max()) for r in reports if r.solve is not None)
+    steps = 0
+    if network.fronts:
+        system = ideal_system(x)
+        ends = torch.cat([channel(x, Channel.START), channel(x, Channel.GOAL)], 1)
+        _, steps = arrival_times(system.lattice, system.kappa, ends, targets=ends.flip(1))
+    return steps, cg
+
+
+@torch.no_grad()
+def evaluate(network: torch.nn.Module, cells: int, loops: float, count: int, batch: int) -> dict:
+    mazes = GeneratedMazes(cells, count, "dfs", seed=1, split="benchmark", loops=loops)
+    metrics = MetricCollection({"f1": PathF1(), "exact": ExactMatch(), "optimal": OptimalPath()})
+    infer = search = 0.0
+    fronts, cg = [], []
+    for first in range(0, count, batch):
+        items = [mazes[i] for i in range(first, min(count, first + batch))]
+        x = torch.stack([item["input"] for item in items])
+        y = torch.stack([item["target"] for item in items])
+        start = time.perf_counter()
+        logits, _ = network(x)
+        infer += time.perf_counter() - start
+        metrics.update(logits, y, maze=x)
+        decoded = [decode(m) for m in x.numpy()]
+        start = time.perf_counter()
+        for m in decoded:
+            shortest_paths(m.open, m.start, m.goal)
+        search += time.perf_counter() - start
+        steps, iterations = solve_iterations(network, x)
+        fronts.append(steps)
+        cg.append(iterations)
+    scores = {k: float(v) for k, v in metrics.compute().items()}
     g = 2 * cells + 1
-    metrics = result.trainer.callback_metrics
     return {
         "grid": f"{g}x{g}",
-        "mazes": size,
-        "seconds": seconds,
-        "f1": float(metrics[f"test/{g}x{g}/f1"]),
-        "exact": float(metrics[f"test/{g}x{g}/exact"]),
+        "loops": loops,
+        "mazes": count,
+        **scores,
+        "ms_per_maze": 1e3 * infer / count,
+        "bfs_ms_per_maze": 1e3 * search / count,
+        "front_steps": [int(np.min(fronts)), int(np.max(fronts))],
+        "cg_iterations": [int(np.min(cg)), int(np.max(cg))],
     }
 
 
 def markdown(report: dict) -> str:
     lines = [
-        "# Maze benchmark: train on 15x15, test on larger mazes",
+        "# Mazes with loops: train on 15x15, test on unseen larger mazes",
         "",
-        f"{run_line(report)}. Every model trains on batches of {report['batch_size']} "
-        "generated 15x15 mazes (depth-first search) in the same data order, with AdamW, for the "
-        "steps listed; test mazes are generated with other seeds.",
+        f"{run_line(report)}. Training mazes: 15x15, depth-first search, then a fraction "
+        "`loops` of the interior walls knocked out; targets mark every shortest path. Test "
+        "mazes come from another seed. Inference on one thread in batches of "
+        f"{report['batch_size']}; BFS: `shortest_paths` (two breadth-first searches in plain "
+        "Python) on the same mazes in the same run.",
         "",
-        "| model | parameters | train steps | learning rate | train time (s) |",
-        "|---|---:|---:|---:|---:|",
+        "| model | config | parameters | train steps | train time (s) |",
+        "|---|---|---:|---:|---:|",
     ]
     for name, r in report["models"].items():
         lines.append(
-            f"| {name} | {r['parameters']:,} | {r['steps']} | {r['lr']:g} | "
+            f"| {name} | `{r['config']}` | {r['parameters']:,} | {r['steps']} | "
             f"{r['train_seconds']:.0f} |"
         )
     lines += [
         "",
-        "| model | grid | mazes | F1 | exact match | test time (s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | loops | grid | mazes | exact | optimal | F1 | ms / maze | BFS ms / maze "
+        "| ratio | front steps | CG iterations |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, r in report["models"].items():
         for t in r["tests"]:
+            ratio = t["ms_per_maze"] / t["bfs_ms_per_maze"]
             lines.append(
-                f"| {name} | {t['grid']} | {t['mazes']} | {t['f1']:.4f} | "
-                f"{t['exact']:.4f} | {t['seconds']:.0f} |"
+                f"| {name} | {t['loops']:g} | {t['grid']} | {t['mazes']} | {t['exact']:.4f} | "
+                f"{t['optimal']:.4f} | {t['f1']:.4f} | {t['ms_per_maze']:.2f} | "
+                f"{t['bfs_ms_per_maze']:.2f} | {ratio:.1f}x | "
+                f"{t['front_steps'][0]}-{t['front_steps'][1]} | "
+                f"{t['cg_iterations'][0]}-{t['cg_iterations'][1]} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -124,68 +159,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument(
-        "--baseline-steps",
-        type=int,
-        default=None,
-        help="training steps of the baseline (default: --steps)",
-    )
-    parser.add_argument("--lr", type=float, default=0.01, help="AdamW learning rate")
-    parser.add_argument(
-        "--baseline-lr",
-        type=float,
-        default=None,
-        help="learning rate of the baseline (default: --lr)",
-    )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="add to the models already in docs/benchmarks/maze.json",
-    )
+    parser.add_argument("--steps", type=int, default=300, help="Metriplector training steps")
+    parser.add_argument("--dt-steps", type=int, nargs="*", default=[300, 1500])
+    parser.add_argument("--dt-lr", type=float, default=0.001, help="DeepThinking AdamW lr")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument(
-        "--cells",
-        type=int,
-        nargs="+",
-        default=[7, 19, 49, 100],
-        help="test sizes in cells per side (grid 2c+1)",
-    )
-    parser.add_argument("--baseline-cells", type=int, nargs="+", default=[7, 19, 49])
-    parser.add_argument(
-        "--baseline-large-size", type=int, default=64, help="baseline mazes per size above 39x39"
-    )
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--densities", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.3])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[7, 19, 49], help="cells")
+    parser.add_argument("--huge", type=int, default=100, help="cells of the 201x201 test")
+    parser.add_argument("--huge-loops", type=float, default=0.1)
+    parser.add_argument("--huge-size", type=int, default=200, help="mazes at 201x201")
+    parser.add_argument("--dt-test-size", type=int, default=250, help="DT mazes from 39x39")
+    parser.add_argument("--dt-large-size", type=int, default=64, help="DT mazes above 39x39")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "benchmark_maze")
     opts = parser.parse_args()
-    torch.set_num_threads(opts.threads)
-    report = {
-        **provenance(),
-        "batch_size": opts.batch_size,
-        "models": {},
+    report = {**provenance(), "batch_size": opts.batch_size, "models": {}}
+    threads = torch.get_num_threads()
+    models = {
+        "metriplector": (LOOPS, [], opts.steps),
+        "metriplector (perfect)": (PERFECT, [], opts.steps),
     }
-    if opts.merge:
-        previous = json.loads((DOCS / "maze.json").read_text())
-        report["models"] = previous["models"]
-        report["command"] = f"{previous['command']}; {report['command']}"
-    for name in opts.models:
-        extra = MODELS[name]
-        ours = name == "metriplector"
-        steps = opts.steps if ours else opts.baseline_steps or opts.steps
-        lr = opts.lr if ours else opts.baseline_lr or opts.lr
-        result = train(name, extra, steps, lr, opts)
-        cells = opts.cells if ours else opts.baseline_cells
+    dt = [*DEEPTHINKING, f"--model.init_args.optimizer.init_args.lr={opts.dt_lr}"]
+    for steps in opts.dt_steps:
+        models[f"deepthinking ({steps} steps)"] = (LOOPS, dt, steps)
+    for name, (config, extra, steps) in models.items():
+        result = train(name, config, extra, steps, opts)
+        print(name, {k: v for k, v in result.items() if k != "arguments"}, flush=True)
+        torch.set_num_threads(1)  # tests and timings on one thread
+        network = MazeTask.load_from_checkpoint(result["checkpoint"], map_location="cpu")
+        network = network.network.eval()
+        perfect_only = config == PERFECT
+        tests = [(c, d) for d in ([0.0] if perfect_only else opts.densities) for c in opts.sizes]
+        tests.append((opts.huge, 0.0 if perfect_only else opts.huge_loops))
         result["tests"] = []
-        for c in cells:
-            size = (
-                opts.test_size if ours or c <= 19 else min(opts.test_size, opts.baseline_large_size)
-            )
-            result["tests"].append(test(extra, result["checkpoint"], c, size, opts.batch_size))
+        for cells, loops in tests:
+            count = opts.huge_size if cells == opts.huge else opts.test_size
+            if name.startswith("deepthinking"):
+                if cells == opts.huge:
+                    continue  # minutes a maze
+                if cells >= 19:  # its eval cost grows with area times iterations
+                    count = min(count, opts.dt_test_size if cells == 19 else opts.dt_large_size)
+            result["tests"].append(evaluate(network, cells, loops, count, opts.batch_size))
             print(name, result["tests"][-1], flush=True)
-        report["models"][f"{name} ({steps} steps, lr {lr:g})"] = result
-    write_results("maze", report, markdown(report))
+        torch.set_num_threads(threads)  # training on all
+        report["models"][name] = result
+        write_results("maze", report, markdown(report))  # partial results survive a stop
 
 
 if __name__ == "__main__":
