@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .integrators import cayley, mobility_heat
 from .lattice import Grid2D
-from .solver import CGOptions, conjugate_gradient, norm_bound, record_solve
+from .solver import CGOptions, conjugate_gradient, implicit_gradients, norm_bound, record_solve
 from .system import Diagnostics, State, System
 
 
@@ -110,6 +110,14 @@ def _apply(
     if coupling is not None:
         out = out.add_(_mix(coupling, x))
     return out
+
+
+def _stencil(shift, kv, kh, mass2, coupling):
+    """``M = diag(shift) + A`` on the grid as an operator, from its coefficients (the implicit
+    gradient differentiates it)."""
+    neighbours = _neighbours(kv, kh)
+    diag = _diagonal(neighbours, mass2, shift)
+    return lambda x: _apply(neighbours, diag, coupling, x)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -289,10 +297,10 @@ def _grid_cg(
 
 
 class _GridSolve(torch.autograd.Function):
-    """``x = M^-1 b`` for ``M = diag(shift) + A`` on the grid (``A`` as in ``_apply``), by CG,
-    differentiated implicitly: with ``M lam = dl/dx`` (the same CG), ``dl/db = lam``,
-    ``dl/dshift = dl/dm^2 = -lam x``, ``dl/dkappa_e = -grad_e(lam) grad_e(x)``,
-    ``dl/dW = -sum lam x^T``. Memory does not grow with the iterations. The implicit mobility
+    """``x = M^-1 b`` for ``M = diag(shift) + A`` on the grid (``A`` as in ``_apply``), by the
+    core's CG, differentiated implicitly as every solve is: with ``M lam = dl/dx`` (the same CG),
+    ``dl/db = lam`` and ``solver.implicit_gradients`` for the coefficients of ``M``. Memory does
+    not grow with the iterations. The implicit mobility
     step of strang: ``(I/(dt Gamma) + A) phi' = phi/(dt Gamma) + rho``; its conditioning is
     at most ``1 + dt Gamma lambda_max(A)``, bounded by the rate bounds, so the iterations do
     not grow with the grid."""
@@ -302,30 +310,23 @@ class _GridSolve(torch.autograd.Function):
         neighbours = _neighbours(kv, kh)
         diag = _diagonal(neighbours, mass2, shift)
         x = _grid_cg(neighbours, diag, coupling, b, x0, tol, max_iter, "mobility solve")
-        ctx.save_for_backward(x, kv, kh, coupling, diag)
-        ctx.tol, ctx.max_iter, ctx.mass2 = tol, max_iter, mass2 is not None
+        ctx.save_for_backward(x, shift, kv, kh, mass2, coupling, diag)
+        ctx.tol, ctx.max_iter = tol, max_iter
         return x
 
     @staticmethod
     def backward(ctx, grad):
-        x, kv, kh, coupling, diag = ctx.saved_tensors
+        x, shift, kv, kh, mass2, coupling, diag = ctx.saved_tensors
         neighbours = _neighbours(kv, kh)
         grad = grad.contiguous()
+        zero = torch.zeros_like(grad)
         lam = _grid_cg(
-            neighbours,
-            diag,
-            coupling,
-            grad,
-            torch.zeros_like(grad),
-            ctx.tol,
-            ctx.max_iter,
-            "mobility adjoint solve",
+            neighbours, diag, coupling, grad, zero, ctx.tol, ctx.max_iter, "mobility adjoint solve"
         )
-        g_shift = -lam * x
-        g_kv = -(lam[:, :, 1:] - lam[:, :, :-1]) * (x[:, :, 1:] - x[:, :, :-1])
-        g_kh = -(lam[..., 1:] - lam[..., :-1]) * (x[..., 1:] - x[..., :-1])
-        g_w = None if coupling is None else -_outer(lam, x)
-        return lam, None, g_shift, g_kv, g_kh, g_shift if ctx.mass2 else None, g_w, None, None
+        needs = ctx.needs_input_grad
+        coefficients = (shift, kv, kh, mass2, coupling)
+        wanted = [t if need else None for t, need in zip(coefficients, needs[2:7], strict=True)]
+        return lam, None, *implicit_gradients(_stencil, wanted, lam, x), None, None
 
 
 def _outer(a: Tensor, b: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ so memory does not grow with the number of iterations.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -282,6 +282,23 @@ def record_solve(info: SolveInfo, what: str) -> None:
         warnings.warn(_unconverged_message(info, what), RuntimeWarning, stacklevel=3)
 
 
+def implicit_gradients(
+    operator: Callable[..., Operator], coefficients: Sequence[Tensor | None], lam: Tensor, x: Tensor
+) -> list[Tensor | None]:
+    """The gradients of a loss through ``x = A(theta)^-1 b`` with respect to the coefficients
+    ``theta`` of ``A``, given the adjoint solution ``lam = A^-T dl/dx``: ``dl/dtheta = -lam^T
+    (dA/dtheta) x``, by autograd through one application ``operator(*theta)(x)``. One rule for
+    every operator (lattice systems, the fused grid stencil); ``None`` for a coefficient that is
+    ``None`` or does not require a gradient (``coefficients`` given as they reached ``forward``,
+    with ``ctx.needs_input_grad`` folded in by the caller)."""
+    with torch.enable_grad():
+        leaves = [None if c is None else c.detach().requires_grad_() for c in coefficients]
+        value = -(lam * operator(*leaves)(x)).sum()
+        wanted = [leaf for leaf in leaves if leaf is not None]
+        grads = iter(torch.autograd.grad(value, wanted, allow_unused=True))
+    return [None if leaf is None else next(grads) for leaf in leaves]
+
+
 class _ImplicitSolve(torch.autograd.Function):
     """``phi = A(kappa, mass2, W)^-1 source`` with the adjoint-method backward."""
 
@@ -305,16 +322,16 @@ class _ImplicitSolve(torch.autograd.Function):
         system = System(lattice, kappa, mass2=mass2, coupling=coupling)
         lam, info = _pcg(system, grad_phi.to(phi.dtype), ctx.options, None, ctx.pre)
         record_solve(info, "adjoint solve")
-        grads = [None] * 8
-        if ctx.needs_input_grad[0]:
-            grads[0] = (-lattice.grad(lam) * lattice.grad(phi)).sum_to_size(kappa.shape)
-        if ctx.needs_input_grad[1]:
-            grads[1] = (-lam * phi).sum_to_size(mass2.shape)
-        if ctx.needs_input_grad[2]:
-            grads[2] = lam.sum_to_size(ctx.source_shape)
-        if ctx.needs_input_grad[3]:
-            grads[3] = -torch.einsum("na...,nb...->ab", lam, phi)
-        return tuple(grads)
+
+        def operator(kappa, mass2, coupling):
+            return System(lattice, kappa, mass2=mass2, coupling=coupling).operator
+
+        needs = ctx.needs_input_grad
+        coefficients = zip((kappa, mass2, coupling), (needs[0], needs[1], needs[3]), strict=True)
+        wanted = [t if need else None for t, need in coefficients]
+        g_kappa, g_mass2, g_coupling = implicit_gradients(operator, wanted, lam, phi)
+        g_source = lam.sum_to_size(ctx.source_shape) if needs[2] else None
+        return g_kappa, g_mass2, g_source, g_coupling, None, None, None, None
 
 
 def solve_dtype(system: System, options: CGOptions) -> torch.dtype:
