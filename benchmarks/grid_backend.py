@@ -31,12 +31,16 @@ from lit_metriplector.networks import ImageMetriplector
 config, batch, mode, reps = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 # read as YAML: the earlier checkout has no build_from_config; the configs no longer state the
 # sizes that the CLI links from the data
-args = yaml.safe_load(open(config))["model"]["init_args"]["network"]["init_args"]
+args = yaml.safe_load(open(config))["model"]["init_args"]["network"]["init_args"]["config"]
 size = 28 if "fashion" in config else 32
-args.update(num_classes=10, in_channels=1 if size == 28 else 3)
+channels = 1 if size == 28 else 3
 torch.manual_seed(0)
-net = ImageMetriplector(**args)
-x = torch.randn(batch, args["in_channels"], size, size)
+try:  # the architecture as one ImageConfig; an earlier checkout takes it as keywords
+    from lit_metriplector.networks import ImageConfig
+    net = ImageMetriplector(channels, 10, ImageConfig(**args))
+except ImportError:
+    net = ImageMetriplector(channels, 10, **args)
+x = torch.randn(batch, channels, size, size)
 def step():
     if mode == "train":
         net.train(); net(x)[0].square().mean().backward()

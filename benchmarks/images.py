@@ -57,7 +57,8 @@ from lit_metriplector.modules.base import MetriplectorTask, count_parameters
 
 CONFIGS = ROOT / "configs"
 NETWORK = "--model.init_args.network"
-TWIN = f"{NETWORK}=lit_metriplector.networks.DepthwiseTwin"
+TWIN = f"{NETWORK}=lit_metriplector.networks.DepthwiseTwin"  # keeps the config's ImageConfig
+ARCH = f"{NETWORK}.init_args.config"  # the ImageConfig of the Metriplector and of its twin
 Tensor = torch.Tensor
 
 # The models of part (a), as changes to configs/fashion_mnist.yaml: its network (grids of 14x14
@@ -71,8 +72,8 @@ FASHION_MODELS = {
         f"{NETWORK}.init_args.depth=10",
         f"{NETWORK}.init_args.widen_factor=2",
     ],
-    "metriplector 28x28": [f"{NETWORK}.init_args.stem_stride=1"],
-    "depthwise twin 28x28": [TWIN, f"{NETWORK}.init_args.stem_stride=1"],
+    "metriplector 28x28": [f"{ARCH}.stem_stride=1"],
+    "depthwise twin 28x28": [TWIN, f"{ARCH}.stem_stride=1"],
 }
 
 
@@ -219,8 +220,7 @@ def part_b(opts) -> list[dict]:
     rows = []
     for integrator in ("euler", "strang"):
         for steps in opts.sweep_rollout:
-            rollout = [f"{NETWORK}.init_args.integrator={integrator}"]
-            rollout.append(f"{NETWORK}.init_args.steps={steps}")
+            rollout = [f"{ARCH}.integrator={integrator}", f"{ARCH}.steps={steps}"]
             result = train(rollout, opts, opts.sweep_steps, opts.lr)
             rows.append({"integrator": integrator, "rollout_steps": steps, **result})
             print(integrator, steps, result, flush=True)

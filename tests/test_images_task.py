@@ -10,6 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from lit_metriplector.cli import build_from_config, main
 from lit_metriplector.core import CGOptions, Grid2D, MetriplectorLayer, Parametrization, Rollout
@@ -23,11 +24,13 @@ from lit_metriplector.datamodules import (
 from lit_metriplector.datamodules.images import BatchAugmentation, crop_flip, mix
 from lit_metriplector.errors import ConfigError
 from lit_metriplector.modules import ClassificationTask
-from lit_metriplector.networks import DepthwiseTwin, ImageMetriplector, WideResNet
+from lit_metriplector.networks import DepthwiseTwin, ImageConfig, ImageMetriplector, WideResNet
 from lit_metriplector.networks.layers import fast_asinh
 from tests.test_image_data import fake_cifar10_members, fake_cifar100, fake_mnist, write_tar
 
 ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURE = "--model.init_args.network.init_args.config"  # the ImageConfig
+TWIN_CLASS = "--model.init_args.network=lit_metriplector.networks.DepthwiseTwin"
 BOUNDED = Parametrization(edge_rank=2, max_rate=1.0, min_damping=0.5)
 
 
@@ -35,10 +38,10 @@ def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def network_of(config: str, *overrides: str, **init_args) -> torch.nn.Module:
+def network_of(config: str, *overrides: str, **architecture) -> torch.nn.Module:
     """The network that the CLI builds from a shipped config (sizes linked from its data), with
-    command-line ``overrides`` and ``init_args`` of the network changed."""
-    changed = [f"--model.init_args.network.init_args.{k}={v}" for k, v in init_args.items()]
+    command-line ``overrides`` and fields ``architecture`` of its ``ImageConfig`` changed."""
+    changed = [f"{ARCHITECTURE}.{k}={v}" for k, v in architecture.items()]
     return build_from_config(ROOT / "configs" / config, *overrides, *changed)[0].network
 
 
@@ -199,12 +202,45 @@ def test_strang_at_the_cifar_shape_is_stable():
 # --- parameter counts -----------------------------------------------------------------------
 
 
+def stage_shape(network: torch.nn.Module) -> tuple[list[int], list[int]]:
+    """The widths and depths of an image network's stages, read off its modules."""
+    return [b[0].norm1.num_features for b in network.stages], [len(b) for b in network.stages]
+
+
+@pytest.mark.parametrize("config", ["fashion_mnist.yaml", "cifar100.yaml"])
+def test_switching_to_the_twin_keeps_the_configs_architecture(config):
+    stated = yaml.safe_load((ROOT / "configs" / config).read_text())["model"]["init_args"]
+    stated = stated["network"]["init_args"]["config"]
+    with torch.device("meta"):  # only inspected
+        ours, twin = network_of(config), network_of(config, TWIN_CLASS)
+        narrow = network_of(config, TWIN_CLASS, widths=[8, 16, 24])  # the command line too
+    assert type(ours) is ImageMetriplector and type(twin) is DepthwiseTwin
+    assert twin.config == ours.config == ImageConfig(**stated)
+    assert stage_shape(twin) == stage_shape(ours) == (stated["widths"], stated["depths"])
+    assert stage_shape(narrow) == ([8, 16, 24], stated["depths"])
+    stem = twin.stem[0]
+    assert stem.stride[0] == ours.stem[0].stride[0] == stated.get("stem_stride", 1)
+    # the sizes linked from the data reach the twin as they reach the Metriplector
+    assert (stem.in_channels, twin.classifier.out_features) == (
+        ours.stem[0].in_channels,
+        ours.classifier.out_features,
+    )
+
+
+def test_the_config_checks_its_stages():
+    with pytest.raises(ValueError, match="one entry per stage"):
+        ImageConfig(widths=[8, 8], depths=[1], fields=[2, 2])
+    with pytest.raises(ValueError, match="one entry per stage"):
+        ImageConfig(widths=[], depths=[], fields=[])
+    config = ImageConfig(widths=[8, 8], depths=[1, 1], fields=[2, 2])
+    assert config.widths == (8, 8) and hash(config) == hash(ImageConfig((8, 8), (1, 1), (2, 2)))
+
+
 @pytest.mark.slow  # five configs through the CLI's parser
 def test_parameter_counts():
-    twin_class = "--model.init_args.network=lit_metriplector.networks.DepthwiseTwin"
     with torch.device("meta"):  # only counted
-        ours, twin = network_of("cifar100.yaml"), network_of("cifar100.yaml", twin_class)
-        small, small_twin = (network_of("fashion_mnist.yaml", *c) for c in ([], [twin_class]))
+        ours, twin = network_of("cifar100.yaml"), network_of("cifar100.yaml", TWIN_CLASS)
+        small, small_twin = (network_of("fashion_mnist.yaml", *c) for c in ([], [TWIN_CLASS]))
         wrn = network_of("cifar100_wrn.yaml")
     assert isinstance(twin, DepthwiseTwin) and isinstance(small_twin, DepthwiseTwin)
     assert 2.0e6 < count(ours) <= 2.26e6
@@ -217,7 +253,7 @@ def test_every_image_network_satisfies_the_task_protocol():
     for net in (
         cifar_shaped(),
         WideResNet(3, 10, 10, 1),
-        DepthwiseTwin(3, 10, [8, 8], [1, 1], [2, 2]),
+        DepthwiseTwin(3, 10, ImageConfig(widths=[8, 8], depths=[1, 1], fields=[2, 2])),
     ):
         logits, reports = net(torch.randn(2, 3, 16, 16))
         assert logits.shape == (2, 10) and isinstance(reports, list)
@@ -324,10 +360,10 @@ def test_datamodules_on_fabricated_files(tmp_path):
 # --- the CLI --------------------------------------------------------------------------------
 
 TINY_NETWORK = [
-    "--model.init_args.network.init_args.widths=[8, 8, 8]",
-    "--model.init_args.network.init_args.depths=[1, 1, 1]",
-    "--model.init_args.network.init_args.fields=[2, 2, 2]",
-    "--model.init_args.network.init_args.steps=2",
+    f"{ARCHITECTURE}.widths=[8, 8, 8]",
+    f"{ARCHITECTURE}.depths=[1, 1, 1]",
+    f"{ARCHITECTURE}.fields=[2, 2, 2]",
+    f"{ARCHITECTURE}.steps=2",
 ]
 TINY_WRN = [
     "--model.init_args.network.init_args.depth=10",

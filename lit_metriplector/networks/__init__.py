@@ -2,7 +2,7 @@
 
 from .deepthinking import DeepThinkingNetwork
 from .gpt import GPT
-from .images import ImageMetriplector
+from .images import ImageConfig, ImageMetriplector
 from .lm import MetriplectorLM
 from .lru import LinearRecurrentLM
 from .maze import MazeNetwork
@@ -15,6 +15,7 @@ __all__ = [
     "DeepThinkingNetwork",
     "DepthwiseTwin",
     "GPT",
+    "ImageConfig",
     "ImageMetriplector",
     "LinearRecurrentLM",
     "MazeNetwork",

@@ -28,6 +28,7 @@ report and the Noether charges in one pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -90,6 +91,15 @@ class _Mixer(nn.Module):
         return self.layer.mix(x, diagnostics)
 
 
+def check_stages(widths: Sequence[int], depths: Sequence[int], fields: Sequence[int]) -> None:
+    """Raises ``ValueError`` unless there is at least one stage and one entry per stage."""
+    if not len(widths) == len(depths) == len(fields) or not widths:
+        raise ValueError(
+            f"widths, depths and fields need one entry per stage, got {list(widths)}, "
+            f"{list(depths)}, {list(fields)}"
+        )
+
+
 MixerFactory = Callable[[int, int, int], nn.Module]  # (stage, width, fields) -> mixer
 
 
@@ -128,11 +138,7 @@ class StagedImageNetwork(nn.Module):
         stem_stride: int = 1,
     ) -> None:
         super().__init__()
-        if not len(widths) == len(depths) == len(fields) or not widths:
-            raise ValueError(
-                f"widths, depths and fields need one entry per stage, got {widths}, {depths}, "
-                f"{fields}"
-            )
+        check_stages(widths, depths, fields)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(widths[0]),
@@ -177,12 +183,14 @@ class StagedImageNetwork(nn.Module):
         return self.classifier(self.dropout(torch.cat(features, 1))), reports
 
 
-class ImageMetriplector(StagedImageNetwork):
-    """Image classifier of Metriplector blocks on the full branch (see the module docstring).
+@dataclass(frozen=True)
+class ImageConfig:
+    """The architecture of ``ImageMetriplector`` (and of its ``DepthwiseTwin``).
+
+    One typed group, which the twin takes whole; the sizes the data decides (channels, classes)
+    are not in it.
 
     Args:
-        in_channels: image channels (3 for CIFAR, 1 for Fashion-MNIST).
-        num_classes: classes.
         widths: feature width per stage.
         depths: blocks per stage.
         fields: fields ``C`` per block, per stage.
@@ -202,40 +210,58 @@ class ImageMetriplector(StagedImageNetwork):
         solver: CG settings of strang's implicit mobility steps.
     """
 
+    widths: Sequence[int] = (64, 128, 256)
+    depths: Sequence[int] = (2, 2, 2)
+    fields: Sequence[int] = (8, 16, 32)
+    steps: int = 8
+    integrator: Integrator = "euler"
+    dt: float | None = None
+    max_rate: float = 1.0
+    min_damping: float = 0.5
+    edge_rank: int = 2
+    rotation: bool = True
+    coupling: bool = True
+    mlp_ratio: float = 2.0
+    context_kernel: int = 3
+    drop_path: float = 0.0
+    dropout: float = 0.0
+    stem_stride: int = 1
+    solver: CGOptions | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("widths", "depths", "fields"):  # lists from YAML: immutable, hashable
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_stages(self.widths, self.depths, self.fields)
+
+
+class ImageMetriplector(StagedImageNetwork):
+    """Image classifier of Metriplector blocks on the full branch (see the module docstring).
+
+    Args:
+        in_channels: image channels (3 for CIFAR, 1 for Fashion-MNIST).
+        num_classes: classes.
+        config: the architecture (``ImageConfig``; ``None``: its defaults).
+    """
+
     def __init__(
-        self,
-        in_channels: int = 3,
-        num_classes: int = 100,
-        widths: Sequence[int] = (64, 128, 256),
-        depths: Sequence[int] = (2, 2, 2),
-        fields: Sequence[int] = (8, 16, 32),
-        steps: int = 8,
-        integrator: Integrator = "euler",
-        dt: float | None = None,
-        max_rate: float = 1.0,
-        min_damping: float = 0.5,
-        edge_rank: int = 2,
-        rotation: bool = True,
-        coupling: bool = True,
-        mlp_ratio: float = 2.0,
-        context_kernel: int = 3,
-        drop_path: float = 0.0,
-        dropout: float = 0.0,
-        stem_stride: int = 1,
-        solver: CGOptions | None = None,
+        self, in_channels: int = 3, num_classes: int = 100, config: ImageConfig | None = None
     ) -> None:
+        config = config or ImageConfig()
         parametrization = Parametrization(
-            edge_rank=edge_rank, coupling=coupling, max_rate=max_rate, min_damping=min_damping
+            edge_rank=config.edge_rank,
+            coupling=config.coupling,
+            max_rate=config.max_rate,
+            min_damping=config.min_damping,
         )
-        probe = Rollout("full", steps, integrator, 1.0, rotation=rotation)
+        probe = Rollout("full", config.steps, config.integrator, 1.0, rotation=config.rotation)
         limit = stable_dt(parametrization, probe, degree=4)
         dynamics = Rollout(
             "full",
-            steps,
-            integrator,
-            limit if dt is None else dt,
-            rotation=rotation,
-            solver=solver or CGOptions(tol=1e-5),
+            config.steps,
+            config.integrator,
+            limit if config.dt is None else config.dt,
+            rotation=config.rotation,
+            solver=config.solver or CGOptions(tol=1e-5),
         )
 
         def mixer(stage: int, width: int, c: int) -> nn.Module:
@@ -248,17 +274,18 @@ class ImageMetriplector(StagedImageNetwork):
         super().__init__(
             in_channels,
             num_classes,
-            widths,
-            depths,
-            fields,
+            config.widths,
+            config.depths,
+            config.fields,
             mixer,
-            mlp_ratio,
-            context_kernel,
-            drop_path,
-            dropout,
-            charges=6 * fields[-1],
-            stem_stride=stem_stride,
+            config.mlp_ratio,
+            config.context_kernel,
+            config.drop_path,
+            config.dropout,
+            charges=6 * config.fields[-1],
+            stem_stride=config.stem_stride,
         )
+        self.config = config
 
     def layers(self) -> list[MetriplectorLayer]:
         """The Metriplector layers, in order."""

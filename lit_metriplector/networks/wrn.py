@@ -14,14 +14,12 @@ Both satisfy ``TaskNetwork``: ``forward(x, diagnostics=False) -> (logits, [])``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import CGOptions, DynamicsReport
-from .images import ImageMetriplector, Integrator, StagedImageNetwork
+from ..core import DynamicsReport
+from .images import ImageConfig, ImageMetriplector, StagedImageNetwork
 from .layers import Pointwise
 
 
@@ -116,55 +114,25 @@ class DepthwiseMixer(nn.Module):
 
 
 class DepthwiseTwin(StagedImageNetwork):
-    """``ImageMetriplector``'s skeleton with depthwise convolutions instead of the physics, at
-    the parameter count of the ``ImageMetriplector`` built from the same arguments (the physics
-    arguments only size that match). See the module docstring; arguments as
-    ``ImageMetriplector``."""
+    """``ImageMetriplector``'s skeleton, depthwise convolutions instead of the physics.
+
+    At the parameter count of the ``ImageMetriplector`` built from the same ``config`` (its
+    physics settings only size that match). See the module docstring.
+
+    Args:
+        in_channels: image channels.
+        num_classes: classes.
+        config: the architecture of the Metriplector it twins (``ImageConfig``; ``None``: its
+            defaults).
+    """
 
     def __init__(
-        self,
-        in_channels: int = 3,
-        num_classes: int = 100,
-        widths: Sequence[int] = (64, 128, 256),
-        depths: Sequence[int] = (2, 2, 2),
-        fields: Sequence[int] = (8, 16, 32),
-        steps: int = 8,
-        integrator: Integrator = "euler",
-        dt: float | None = None,
-        max_rate: float = 1.0,
-        min_damping: float = 0.5,
-        edge_rank: int = 2,
-        rotation: bool = True,
-        coupling: bool = True,
-        mlp_ratio: float = 2.0,
-        context_kernel: int = 3,
-        drop_path: float = 0.0,
-        dropout: float = 0.0,
-        stem_stride: int = 1,
-        solver: CGOptions | None = None,
+        self, in_channels: int = 3, num_classes: int = 100, config: ImageConfig | None = None
     ) -> None:
+        config = config or ImageConfig()
         with torch.device("meta"):  # only counted, never run
-            twin_of = ImageMetriplector(
-                in_channels,
-                num_classes,
-                widths,
-                depths,
-                fields,
-                steps,
-                integrator,
-                dt,
-                max_rate,
-                min_damping,
-                edge_rank,
-                rotation,
-                coupling,
-                mlp_ratio,
-                context_kernel,
-                drop_path,
-                dropout,
-                stem_stride,
-                solver,
-            )
+            twin_of = ImageMetriplector(in_channels, num_classes, config)
+        widths, depths = config.widths, config.depths
         # Per stage, the hidden width whose mixer has the Metriplector mixer's parameters; the
         # classifier reads no charges here, so the last stage absorbs that difference.
         mixers = [count(blocks[0].mixer) for blocks in twin_of.stages]
@@ -183,11 +151,12 @@ class DepthwiseTwin(StagedImageNetwork):
             num_classes,
             widths,
             depths,
-            fields,
+            config.fields,
             mixer,
-            mlp_ratio,
-            context_kernel,
-            drop_path,
-            dropout,
-            stem_stride=stem_stride,
+            config.mlp_ratio,
+            config.context_kernel,
+            config.drop_path,
+            config.dropout,
+            stem_stride=config.stem_stride,
         )
+        self.config = config
