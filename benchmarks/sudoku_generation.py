@@ -36,7 +36,7 @@ SETS = ["36", "30", "22-44", "22-25:minimal"]
 # Run in a fresh interpreter with the code to measure first on the path; prints JSON. Light on
 # imports and guarded, as the worker processes import it again.
 MEASURE = """
-import json, sys, time
+import inspect, json, sys, time
 from lit_metriplector.datasets.sudoku import generate
 
 if __name__ == "__main__":
@@ -44,11 +44,16 @@ if __name__ == "__main__":
     span, minimal = spec.removesuffix(":minimal"), spec.endswith(":minimal")
     low, _, high = span.partition("-")
     givens = (int(low), int(high or low))
+    # this checkout names the kind of puzzles; earlier generators took a minimal flag
+    if "kind" in inspect.signature(generate).parameters:
+        how = {"kind": "minimal" if minimal else "any", "workers": workers}
+    else:
+        how = {"minimal": minimal, "workers": workers}
     start = time.perf_counter()
     if workers > 1:  # start the worker processes' server: a one-off, timed apart
-        generate(workers, givens, 1, minimal=minimal, workers=workers)
+        generate(workers, givens, 1, **how)
     started = time.perf_counter()
-    puzzles, _ = generate(count, givens, 0, minimal=minimal, workers=workers)
+    puzzles, _ = generate(count, givens, 0, **how)
     seconds = time.perf_counter() - started
     mean = float((puzzles > 0).sum(1).mean())
     out = {"seconds": seconds, "rate": count / seconds, "mean_givens": mean}

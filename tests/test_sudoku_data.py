@@ -21,6 +21,7 @@ from lit_metriplector.datasets.sudoku import (
     format_board,
     generate,
     generation,
+    guesses,
     is_valid_solution,
     load_or_generate,
     peers,
@@ -227,7 +228,7 @@ def test_rectangles_can_swap():
 
 
 def test_minimal_puzzles():
-    puzzles, solved = generate(2, givens=(22, 25), seed=1, minimal=True)
+    puzzles, solved = generate(2, givens=(22, 25), seed=1, kind="minimal")
     assert digest(puzzles, solved) == DIGESTS[(22, 25), 1, True, 2]
     for puzzle in puzzles:
         assert 22 <= (puzzle > 0).sum() <= 25 and naive_count(puzzle) == 1
@@ -237,6 +238,33 @@ def test_minimal_puzzles():
             assert naive_count(fewer) == 2
     with pytest.raises(ConfigError, match="givens"):
         generate(1, givens=(10, 20))
+
+
+def test_guesses_rate_what_singles_do_not_solve():
+    (puzzle,), (solved,) = generate(1, givens=(30, 30), seed=3)
+    assert guesses(solved) == 0
+    nearly = solved.copy()
+    nearly[:9] = 0  # a row missing: each cell is a naked single
+    assert guesses(nearly) == 0
+    clash = solved.copy()
+    clash[1] = clash[0]
+    assert guesses(clash) == -1
+    assert guesses(puzzle) >= 0
+
+
+def test_hard_puzzles_are_minimal_and_need_a_guess():
+    puzzles, solved = generate(3, givens=(22, 26), seed=2, kind="hard")
+    for puzzle, solution in zip(puzzles, solved, strict=True):
+        assert 22 <= (puzzle > 0).sum() <= 26 and naive_count(puzzle) == 1
+        assert np.array_equal(solve(puzzle), solution)
+        assert guesses(puzzle) > 0  # propagating singles alone does not finish it
+        for i in np.flatnonzero(puzzle)[:5]:
+            fewer = puzzle.copy()
+            fewer[i] = 0
+            assert naive_count(fewer) == 2
+    assert generation.cache_name(3, (22, 26), 2, "hard").endswith("-g22-26-hard-s2.npz")
+    with pytest.raises(ConfigError, match="kind"):
+        generate(1, givens=(22, 26), kind="easy")
 
 
 def test_progress_is_logged_for_long_work(tmp_path, monkeypatch, caplog):

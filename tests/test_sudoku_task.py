@@ -292,10 +292,11 @@ def test_a_few_training_steps_reduce_the_loss():
 
 
 def test_set_specs():
-    assert parse_set("36") == ((36, 36), False)
-    assert parse_set("22-25:minimal") == ((22, 25), True)
+    assert parse_set("36") == ((36, 36), "any")
+    assert parse_set("22-25:minimal") == ((22, 25), "minimal")
+    assert parse_set("22-25:hard") == ((22, 25), "hard")
     assert set_name("22-25:minimal") == "22-25_minimal"
-    for bad in ("12", "30-20", "abc", "30:hard"):
+    for bad in ("12", "30-20", "abc", "30:easy", "30:"):
         with pytest.raises(ConfigError):
             parse_set(bad)
 

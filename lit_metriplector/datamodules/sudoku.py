@@ -21,11 +21,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.files import require_file
-from ..datasets.sudoku import SudokuDataset, augment, generate, load_or_generate, read_puzzles
+from ..datasets.sudoku import (
+    Kind,
+    SudokuDataset,
+    augment,
+    generate,
+    load_or_generate,
+    read_puzzles,
+)
 from ..errors import ConfigError
 from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 
-_SPEC = re.compile(r"^(\d+)(?:-(\d+))?(:minimal)?$")
+_SPEC = re.compile(r"^(\d+)(?:-(\d+))?(?::(minimal|hard))?$")
 # Seed offsets of the generated splits (a test set of a given spec is the same in any list).
 _SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000, "predict": 3000}
 # What the puzzles of a split are called in progress messages.
@@ -39,20 +46,21 @@ _STAGE_SPLITS = {
 }
 
 
-def parse_set(spec: str | int) -> tuple[tuple[int, int], bool]:
-    """``"36"``, ``"30-34"`` or ``"22-25:minimal"`` -> ``((low, high), minimal)``: the inclusive
-    range of givens and whether the puzzles are minimal (no given can be removed)."""
+def parse_set(spec: str | int) -> tuple[tuple[int, int], Kind]:
+    """``"36"``, ``"30-34"``, ``"22-25:minimal"`` or ``"22-25:hard"`` -> ``((low, high), kind)``:
+    the inclusive range of givens and what the puzzles are (``generation.Kind``: minimal, no
+    given can be removed; hard, minimal and singles alone do not solve them)."""
     match = _SPEC.match(str(spec).strip())
     if match is None:
         raise ConfigError(
-            f"bad Sudoku set {spec!r}: expected GIVENS, LOW-HIGH or LOW-HIGH:minimal, "
-            "e.g. '36', '30-34' or '22-25:minimal'"
+            f"bad Sudoku set {spec!r}: expected GIVENS, LOW-HIGH, LOW-HIGH:minimal or "
+            "LOW-HIGH:hard, e.g. '36', '30-34', '22-25:minimal' or '22-25:hard'"
         )
     low = int(match.group(1))
     high = int(match.group(2) or low)
     if not 17 <= low <= high <= 81:
         raise ConfigError(f"bad Sudoku set {spec!r}: need 17 <= low <= high <= 81 givens")
-    return (low, high), bool(match.group(3))
+    return (low, high), match.group(3) or "any"
 
 
 def set_name(spec: str | int) -> str:
@@ -114,9 +122,10 @@ class SudokuDataModule(ResumableDataModule):
     """Generated Sudoku puzzles (unique solutions) and puzzle files.
 
     Batches are ``{"input": (B, 81), "target": (B, 81)}`` long: puzzles (0 = blank) and their
-    solutions. A set is written ``"36"`` (36 givens), ``"30-34"`` (a range) or
-    ``"22-25:minimal"`` (minimal puzzles); its metrics are logged as ``test/<name>/...`` with
-    the ``:`` written ``_`` (``test_names``).
+    solutions. A set is written ``"36"`` (36 givens), ``"30-34"`` (a range),
+    ``"22-25:minimal"`` (minimal puzzles) or ``"22-25:hard"`` (minimal puzzles that need a
+    guess of the exact solver, ``datasets.sudoku.guesses``); its metrics are logged as
+    ``test/<name>/...`` with the ``:`` written ``_`` (``test_names``).
 
     Args:
         train_size: training puzzles; an epoch draws each once.
@@ -212,13 +221,13 @@ class SudokuDataModule(ResumableDataModule):
 
     def _generated_splits(
         self, stage: str | None = None
-    ) -> list[tuple[str, tuple[int, int], bool, int]]:
-        """(split, givens, minimal, size) of the generated sets that ``stage`` uses (``"fit"``,
+    ) -> list[tuple[str, tuple[int, int], Kind, int]]:
+        """(split, givens, kind, size) of the generated sets that ``stage`` uses (``"fit"``,
         ``"validate"``, ``"test"`` or ``"predict"``), or of all of them."""
         hp = self.hparams
         splits = [
-            ("train", tuple(hp.train_givens), False, hp.train_size),
-            ("val", tuple(hp.val_givens), False, hp.val_size),
+            ("train", tuple(hp.train_givens), "any", hp.train_size),
+            ("val", tuple(hp.val_givens), "any", hp.val_size),
         ]
         splits += [("test", *parse_set(s), hp.test_size) for s in hp.test_sets]
         if not hp.predict_files:
@@ -228,11 +237,11 @@ class SudokuDataModule(ResumableDataModule):
         return [s for s in splits if s[0] in _STAGE_SPLITS[stage]]
 
     def _arrays(
-        self, split: str, givens: tuple[int, int], minimal: bool, size: int
+        self, split: str, givens: tuple[int, int], kind: Kind, size: int
     ) -> tuple[np.ndarray, np.ndarray]:
         hp = self.hparams
         seed = hp.seed + _SPLIT_SEED[split]
-        how = {"minimal": minimal, "workers": hp.generate_workers, "label": _SPLIT_LABEL[split]}
+        how = {"kind": kind, "workers": hp.generate_workers, "label": _SPLIT_LABEL[split]}
         if hp.cache_dir is None:
             return generate(size, givens, seed, **how)
         return load_or_generate(hp.cache_dir, size, givens, seed, **how)
@@ -253,7 +262,7 @@ class SudokuDataModule(ResumableDataModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit":
-            puzzles, solutions = self._arrays("train", tuple(hp.train_givens), False, hp.train_size)
+            puzzles, solutions = self._arrays("train", tuple(hp.train_givens), "any", hp.train_size)
             self.train_set = AugmentedSudoku(puzzles, solutions, hp.seed, **self.transforms)
         if stage in ("fit", "validate"):
             self.val_set = self._generated("val")[0]

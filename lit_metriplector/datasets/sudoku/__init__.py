@@ -9,6 +9,7 @@ from .augment import SudokuDataset, augment
 from .files import read_puzzles, write_puzzles
 from .generation import (
     GENERATOR_VERSION,
+    Kind,
     cache_name,
     generate,
     generate_puzzle,
@@ -16,11 +17,12 @@ from .generation import (
     random_grid,
 )
 from .pictures import format_board, render_board
-from .solver import count_solutions, solutions, solve
+from .solver import count_solutions, guesses, solutions, solve
 from .structure import UNITS, cell_name, constraint_masks, is_valid_solution, peers
 
 __all__ = [
     "GENERATOR_VERSION",
+    "Kind",
     "UNITS",
     "SudokuDataset",
     "augment",
@@ -31,6 +33,7 @@ __all__ = [
     "format_board",
     "generate",
     "generate_puzzle",
+    "guesses",
     "is_valid_solution",
     "load_or_generate",
     "peers",

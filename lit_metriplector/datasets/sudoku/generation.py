@@ -26,13 +26,14 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..files import atomic_write
 from ..progress import Progress
-from .solver import CELLS, EMPTY, PLACE, bit, digits, search
+from .solver import CELLS, EMPTY, PLACE, bit, digits, guesses, search
 from .structure import BOX, COLUMN, ROW
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,17 @@ log = logging.getLogger(__name__)
 #: Bumped whenever a change to the algorithm changes the puzzles a seed gives (cache names).
 GENERATOR_VERSION = 3
 
+#: What a set's puzzles are: any with givens in the range; minimal (no given can be removed);
+#: hard (minimal, and singles alone do not solve them).
+Kind = Literal["any", "minimal", "hard"]
+_KIND_WORDS = {"any": "", "minimal": ", minimal", "hard": ", minimal, needing a guess"}
+
 # A minimal puzzle above the range means a fresh grid; past this many the range is unreachable.
 _MAX_TRIES = 1000
 # With fewer givens than this most removals fail: look for the other solution nearby first.
 _LOCAL_BELOW = 30
-# Sets smaller than this (in puzzles, a minimal one counting _MINIMAL_COST) are generated in
-# this process by default: starting a worker process costs about a second.
+# Sets smaller than this (in puzzles, a minimal or hard one counting _MINIMAL_COST) are
+# generated in this process by default: starting a worker process costs about a second.
 _PARALLEL_FROM = 3000
 _MINIMAL_COST = 3
 # Puzzles per task of a worker process, at most.
@@ -210,8 +216,13 @@ class _Givens:
         return [digit if self.given >> cell & 1 else 0 for cell, digit in enumerate(self.grid)]
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in get_args(Kind):
+        raise ConfigError(f"kind must be one of {get_args(Kind)}, got {kind!r}")
+
+
 def generate_puzzle(
-    rng: np.random.Generator, givens: tuple[int, int] = (17, 81), minimal: bool = False
+    rng: np.random.Generator, givens: tuple[int, int] = (17, 81), kind: Kind = "any"
 ) -> tuple[np.ndarray, np.ndarray]:
     """One puzzle with a unique solution and a number of givens in ``givens`` (inclusive).
 
@@ -224,8 +235,11 @@ def generate_puzzle(
     Args:
         rng: the puzzle's own random stream.
         givens: inclusive range of the number of givens.
-        minimal: remove givens until none can go (ignoring the target), and retry until the
-            minimal puzzle's count is in the range.
+        kind: ``"any"``; ``"minimal"``: remove givens until none can go (ignoring the target),
+            and retry until the minimal puzzle's count is in the range; ``"hard"``: a minimal
+            puzzle that singles alone do not solve (the solver needs a guess,
+            ``solver.guesses`` > 0), retried until there is one (about 6 minimal puzzles in 10
+            qualify).
 
     Returns:
         (puzzle, solution), (81,) uint8 each, 0 = blank in the puzzle.
@@ -233,20 +247,19 @@ def generate_puzzle(
     lo, hi = givens
     if not 17 <= lo <= hi <= 81:
         raise ConfigError(f"givens={givens}: need 17 <= low <= high <= 81")
+    _check_kind(kind)
     for _ in range(_MAX_TRIES):
         grid = _grid(rng)
-        target = 0 if minimal else int(rng.integers(lo, hi + 1))
+        target = 0 if kind != "any" else int(rng.integers(lo, hi + 1))
         state = _Givens(grid)
         for tested, cell in enumerate(rng.permutation(81).tolist()):
             if state.count == target or state.count - (81 - tested) > hi:
                 break  # the target is reached, or the range can no longer be
             if state.removable(cell):
                 state.remove(cell)
-        if lo <= state.count <= hi:
+        if lo <= state.count <= hi and (kind != "hard" or guesses(state.puzzle()) > 0):
             return np.array(state.puzzle(), dtype=np.uint8), np.array(grid, dtype=np.uint8)
-    raise ConfigError(
-        f"givens={givens}, minimal={minimal}: no puzzle in range after {_MAX_TRIES} grids"
-    )
+    raise ConfigError(f"givens={givens}, kind={kind}: no puzzle in range after {_MAX_TRIES} grids")
 
 
 def _stream(seed: int, index: int) -> np.random.Generator:
@@ -259,7 +272,7 @@ def _generate_range(
     start: int,
     stop: int,
     givens: tuple[int, int],
-    minimal: bool,
+    kind: Kind,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Puzzles ``start .. stop - 1`` and their solutions, each puzzle from its own stream (also
@@ -267,7 +280,7 @@ def _generate_range(
     puzzles = np.zeros((stop - start, 81), np.uint8)
     solved = np.zeros((stop - start, 81), np.uint8)
     for k, index in enumerate(range(start, stop)):
-        puzzles[k], solved[k] = generate_puzzle(_stream(seed, index), givens, minimal)
+        puzzles[k], solved[k] = generate_puzzle(_stream(seed, index), givens, kind)
         if progress is not None:
             progress.update(k + 1)
     return puzzles, solved
@@ -280,11 +293,11 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _processes(workers: int | None, count: int, minimal: bool) -> int:
+def _processes(workers: int | None, count: int, kind: Kind) -> int:
     """How many processes generate: ``workers`` (0 and 1 mean this one), or by default every
     usable CPU when the set is big enough to pay for starting them."""
     if workers is None:
-        work = count * (_MINIMAL_COST if minimal else 1)
+        work = count * (1 if kind == "any" else _MINIMAL_COST)
         workers = _usable_cpus() if work >= _PARALLEL_FROM else 1
     return max(1, min(workers, count))
 
@@ -305,7 +318,7 @@ def _in_processes(
     start: int,
     count: int,
     givens: tuple[int, int],
-    minimal: bool,
+    kind: Kind,
     processes: int,
     progress: Progress,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +331,7 @@ def _in_processes(
     with ProcessPoolExecutor(processes, mp_context=_context()) as pool:
         futures = {
             pool.submit(
-                _generate_range, seed, first, min(first + size, start + count), givens, minimal
+                _generate_range, seed, first, min(first + size, start + count), givens, kind
             ): first
             for first in firsts
         }
@@ -331,11 +344,11 @@ def _in_processes(
     return np.concatenate([p for p, _ in ordered]), np.concatenate([s for _, s in ordered])
 
 
-def describe(count: int, givens: tuple[int, int], minimal: bool, label: str = "Sudoku") -> str:
+def describe(count: int, givens: tuple[int, int], kind: Kind, label: str = "Sudoku") -> str:
     """E.g. ``"20,000 training puzzles (22-44 givens)"``, for messages."""
     low, high = givens
     span = f"{low}" if low == high else f"{low}-{high}"
-    return f"{count:,} {label} puzzles ({span} givens{', minimal' if minimal else ''})"
+    return f"{count:,} {label} puzzles ({span} givens{_KIND_WORDS[kind]})"
 
 
 def generate(
@@ -344,11 +357,11 @@ def generate(
     seed: int = 0,
     *,
     start: int = 0,
-    minimal: bool = False,
+    kind: Kind = "any",
     workers: int | None = None,
     label: str = "Sudoku",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Puzzles ``start .. start + count - 1`` of the set defined by ``(seed, givens, minimal)``.
+    """Puzzles ``start .. start + count - 1`` of the set defined by ``(seed, givens, kind)``.
 
     Progress (count, rate, time left) goes to this module's logger when it takes a while.
 
@@ -357,7 +370,8 @@ def generate(
         givens: inclusive range of the number of givens (see ``generate_puzzle``).
         seed: the set's seed (a non-negative int).
         start: index of the first puzzle, to produce a set in slices.
-        minimal: generate minimal puzzles (no given can be removed) with givens in the range.
+        kind: ``"minimal"``: minimal puzzles (no given can be removed) with givens in the range;
+            ``"hard"``: minimal ones that need a guess (see ``generate_puzzle``).
         workers: processes generating (0 or 1: this one); by default every usable CPU when the
             set takes more than a few seconds. The result does not depend on it.
         label: what the puzzles are for, in the progress messages (``"training"``).
@@ -365,20 +379,21 @@ def generate(
     Returns:
         (puzzles, solutions), (count, 81) uint8 each.
     """
-    progress = Progress(log, f"generating {describe(count, givens, minimal, label)}", count)
-    processes = _processes(workers, count, minimal)
+    _check_kind(kind)
+    progress = Progress(log, f"generating {describe(count, givens, kind, label)}", count)
+    processes = _processes(workers, count, kind)
     if processes == 1:
-        out = _generate_range(seed, start, start + count, givens, minimal, progress)
+        out = _generate_range(seed, start, start + count, givens, kind, progress)
     else:
-        out = _in_processes(seed, start, count, givens, minimal, processes, progress)
+        out = _in_processes(seed, start, count, givens, kind, processes, progress)
     progress.finish()
     return out
 
 
-def cache_name(count: int, givens: tuple[int, int], seed: int, minimal: bool = False) -> str:
+def cache_name(count: int, givens: tuple[int, int], seed: int, kind: Kind = "any") -> str:
     """The cache file name: everything that shapes the data, and the generator version."""
-    kind = "-minimal" if minimal else ""
-    return f"sudoku-v{GENERATOR_VERSION}-n{count}-g{givens[0]}-{givens[1]}{kind}-s{seed}.npz"
+    suffix = "" if kind == "any" else f"-{kind}"
+    return f"sudoku-v{GENERATOR_VERSION}-n{count}-g{givens[0]}-{givens[1]}{suffix}-s{seed}.npz"
 
 
 def load_or_generate(
@@ -387,15 +402,15 @@ def load_or_generate(
     givens: tuple[int, int] = (17, 81),
     seed: int = 0,
     *,
-    minimal: bool = False,
+    kind: Kind = "any",
     workers: int | None = None,
     label: str = "Sudoku",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``generate(count, givens, seed, minimal=minimal)``, read from ``cache_dir`` when a
+    """``generate(count, givens, seed, kind=kind)``, read from ``cache_dir`` when a
     previous call stored it there, else generated and stored (atomically, so concurrent ranks
     may all write). Arrays ``puzzles`` and ``solutions`` in an ``.npz``; ``workers`` and
     ``label`` as in ``generate``."""
-    path = Path(cache_dir) / cache_name(count, givens, seed, minimal)
+    path = Path(cache_dir) / cache_name(count, givens, seed, kind)
     if path.exists():
         try:
             with np.load(path) as data:
@@ -405,7 +420,7 @@ def load_or_generate(
         if puzzles.shape != (count, 81) or solved.shape != (count, 81):
             raise DataError(f"{path}: cache holds {puzzles.shape} puzzles, expected ({count}, 81)")
         return puzzles, solved
-    puzzles, solved = generate(count, givens, seed, minimal=minimal, workers=workers, label=label)
+    puzzles, solved = generate(count, givens, seed, kind=kind, workers=workers, label=label)
     with atomic_write(path) as f:
         np.savez_compressed(f, puzzles=puzzles, solutions=solved)
     return puzzles, solved

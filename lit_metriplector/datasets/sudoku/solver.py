@@ -154,6 +154,7 @@ def search(
     found: list[int],
     order: Sequence[Sequence[int]] | None = None,
     first_blank: bool = False,
+    nodes: list[int] | None = None,
 ) -> None:
     """Depth-first search: append the states of solutions to ``found`` until it holds ``limit``.
 
@@ -167,7 +168,10 @@ def search(
             solution close to it.
         first_blank: branch on the first blank cell instead of one with the fewest candidates:
             cheaper where any order fills the board, as when drawing a random grid.
+        nodes: if given, ``nodes[0]`` counts the calls (the states searched).
     """
+    if nodes is not None:
+        nodes[0] += 1
     state = propagate(x, placed)
     if state is None:
         return
@@ -180,7 +184,7 @@ def search(
     for digit in order[cell] if order is not None else range(1, 10):
         p = 81 * (digit - 1) + cell  # bit(cell, digit)
         if x >> p & 1:
-            search(x & PLACE[p], placed | 1 << cell, limit, found, order, first_blank)
+            search(x & PLACE[p], placed | 1 << cell, limit, found, order, first_blank, nodes)
             if len(found) >= limit:
                 return
 
@@ -232,6 +236,18 @@ def solutions(
     found: list[int] = []
     search(x, placed, limit, found)
     return [digits(s) for s in found]
+
+
+def guesses(board: Sequence[int] | np.ndarray) -> int:
+    """How hard a board is for this solver: the guesses its search makes, after propagating
+    singles, to find every solution (two at most: proving a solution unique explores the whole
+    tree). 0: singles alone solve the board. -1: two givens conflict."""
+    state = start(board.tolist() if isinstance(board, np.ndarray) else board)
+    if state is None:
+        return -1
+    nodes = [0]
+    search(*state, 2, [], nodes=nodes)
+    return nodes[0] - 1
 
 
 def count_solutions(board: Sequence[int] | np.ndarray, limit: int = 2) -> int:
