@@ -240,13 +240,17 @@ class ImageMetriplector(StagedImageNetwork):
     Args:
         in_channels: image channels (3 for CIFAR, 1 for Fashion-MNIST).
         num_classes: classes.
-        config: the architecture (``ImageConfig``; ``None``: its defaults).
+        config: the architecture (``ImageConfig``).
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 100, config: ImageConfig | None = None
+        self,
+        in_channels: int = 3,
+        num_classes: int = 100,
+        # Frozen, so one shared default is safe; a dataclass default (not None) lets the CLI's
+        # help list the fields.
+        config: ImageConfig = ImageConfig(),  # noqa: B008
     ) -> None:
-        config = config or ImageConfig()
         parametrization = Parametrization(
             edge_rank=config.edge_rank,
             coupling=config.coupling,

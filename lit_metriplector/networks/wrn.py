@@ -122,14 +122,17 @@ class DepthwiseTwin(StagedImageNetwork):
     Args:
         in_channels: image channels.
         num_classes: classes.
-        config: the architecture of the Metriplector it twins (``ImageConfig``; ``None``: its
-            defaults).
+        config: the architecture of the Metriplector it twins (``ImageConfig``).
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 100, config: ImageConfig | None = None
+        self,
+        in_channels: int = 3,
+        num_classes: int = 100,
+        # Frozen, so one shared default is safe; a dataclass default (not None) lets the CLI's
+        # help list the fields.
+        config: ImageConfig = ImageConfig(),  # noqa: B008
     ) -> None:
-        config = config or ImageConfig()
         with torch.device("meta"):  # only counted, never run
             twin_of = ImageMetriplector(in_channels, num_classes, config)
         widths, depths = config.widths, config.depths
