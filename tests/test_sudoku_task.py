@@ -151,6 +151,57 @@ def puzzles(count=4, seed=0):
     return torch.from_numpy(p).long(), torch.from_numpy(s).long()
 
 
+def twin_nets(**kw):
+    """Two networks with the same weights, one with the test-time options ``kw``."""
+    torch.manual_seed(0)
+    plain = small_net().eval()
+    torch.manual_seed(0)
+    return plain, small_net(**kw).eval()
+
+
+def test_halting_keeps_each_puzzles_logits_once_its_digits_settle():
+    plain, halting = twin_nets(halt=2)
+    p, _ = puzzles(6)
+    with torch.no_grad():
+        full, _ = plain.iterate(p, 16)
+        out, _ = halting.iterate(p, 16)
+    for b in range(len(p)):
+        digits = full[b].argmax(-1)  # (T, 81)
+        same = (digits[1:] == digits[:-1]).all(1).tolist()
+        stop = next((t + 1 for t in range(1, len(same)) if same[t] and same[t - 1]), None)
+        if stop is None:  # never settled: every iteration ran
+            assert torch.equal(out[b], full[b])
+            continue
+        assert torch.equal(out[b, : stop + 1], full[b, : stop + 1])  # until it halted
+        assert (out[b, stop + 1 :] == out[b, stop]).all()  # then its logits are kept
+    _, never = twin_nets(halt=16)
+    with torch.no_grad():
+        assert torch.equal(never.iterate(p, 16)[0], full)  # no halt before the end: the same
+
+
+def test_rollouts_pick_the_most_confident_and_the_first_is_the_plain_one():
+    plain, breadth = twin_nets(rollouts=3, noise=1.0)
+    p, _ = puzzles(5)
+    with torch.no_grad():
+        out, _ = breadth.iterate(p, 4)
+        again, _ = breadth.iterate(p, 4)
+        first, _ = plain.iterate(p, 4)
+        breadth.rollouts = 1
+        assert torch.equal(breadth.iterate(p, 4)[0], first)  # one rollout: the plain network
+        breadth.rollouts = 3
+        every, _ = breadth._iterate(p.repeat(3, 1), 4, False, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # seeded: the same answer every run
+    every = every.unflatten(0, (3, len(p)))
+    assert torch.allclose(every[0], first)  # the first rollout has no noise
+    assert not torch.allclose(every[1], first)
+    blank = (p == 0).float()
+    score = (every[:, :, -1].softmax(-1).amax(-1) * blank).sum(-1) / blank.sum(-1)
+    chosen = every[score.argmax(0), torch.arange(len(p))]
+    assert torch.equal(out, chosen)
+    with pytest.raises(ValueError, match="rollouts"):
+        small_net(rollouts=0)
+
+
 def test_network_shapes_and_iterations():
     torch.manual_seed(0)  # the drift bound below holds for typical weights, not for any
     net = small_net().eval()

@@ -80,6 +80,15 @@ class SudokuNetwork(nn.Module):
         coupling_gain: learning-rate multiplier of the coupling (``SharedCoupling``'s ``gain``).
         max_mass2: bound of the screening mass.
         readout: transform of ``T`` before the update MLP.
+        halt: test-time depth: at eval, a puzzle stops once its digits have not changed for
+            this many iterations (its logits are kept for the rest; ``None``: every puzzle runs
+            every iteration). Off with diagnostics.
+        rollouts: test-time breadth: at eval, this many rollouts of each puzzle, the first from
+            the configured initial fields, the others with Gaussian noise of scale ``noise``
+            added to them at every iteration; the answer is the rollout the model is most
+            confident of (the mean over blank cells of its largest digit probability). Never the
+            Sudoku rules: that would be structure the model was not given.
+        noise: scale of the initial-field noise of the extra rollouts.
     """
 
     def __init__(
@@ -98,8 +107,16 @@ class SudokuNetwork(nn.Module):
         coupling_gain: float = 10.0,
         max_mass2: float = 1.0,
         readout: Literal["asinh", "linear"] = "asinh",
+        halt: int | None = None,
+        rollouts: int = 1,
+        noise: float = 0.5,
     ) -> None:
         super().__init__()
+        if (halt is not None and halt < 1) or rollouts < 1 or noise < 0:
+            raise ValueError(
+                f"need halt >= 1 (or None), rollouts >= 1, noise >= 0; got halt={halt}, "
+                f"rollouts={rollouts}, noise={noise}"
+            )
         if fields % graphs:
             raise ValueError(f"fields={fields} must be a multiple of graphs={graphs}")
         if train_iterations is not None and not 1 <= train_iterations[0] <= train_iterations[1]:
@@ -112,6 +129,7 @@ class SudokuNetwork(nn.Module):
         self.iterations, self.test_iterations = iterations, test_iterations
         self.train_iterations = None if train_iterations is None else tuple(train_iterations)
         self.integrator, self.readout = integrator, readout
+        self.halt, self.rollouts, self.noise = halt, rollouts, noise
         self.max_mass2 = max_mass2
         self.max_dt = 1.8 / math.sqrt(2 * coupling_scale + max_mass2)
         if not 0 < dt < self.max_dt:
@@ -151,8 +169,11 @@ class SudokuNetwork(nn.Module):
             return int(torch.randint(lo, hi + 1, ()))
         return self.test_iterations or self.iterations
 
-    def configure(self, u: Tensor, puzzle: Tensor, graph: Tensor) -> tuple[CoupledSystem, State]:
-        """The system and initial state of one iteration from the state ``u`` ``(B, 81, D)``."""
+    def configure(
+        self, u: Tensor, puzzle: Tensor, graph: Tensor, noise: Tensor | None = None
+    ) -> tuple[CoupledSystem, State]:
+        """The system and initial state of one iteration from the state ``u`` ``(B, 81, D)``;
+        ``noise`` ``(B, C, 81)`` is added to the initial fields."""
         sizes = list(self.coefficient_sizes.values())
         raw = dict(
             zip(
@@ -170,7 +191,7 @@ class SudokuNetwork(nn.Module):
             gamma=F.softplus(raw["gamma"]),
             graph=graph,
         )
-        phi0 = raw["phi0"]
+        phi0 = raw["phi0"] if noise is None else raw["phi0"] + noise
         return system, State(phi0, torch.zeros_like(phi0), torch.zeros_like(phi0[:, 0]))
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
@@ -182,25 +203,92 @@ class SudokuNetwork(nn.Module):
         self, puzzle: Tensor, iterations: int | None = None, diagnostics: bool = False
     ) -> tuple[Tensor, list[DynamicsReport]]:
         """``forward`` with the number of iterations of this call (``None``: drawn in
-        training, ``test_iterations or iterations`` at eval)."""
+        training, ``test_iterations or iterations`` at eval); at eval with ``halt`` and
+        ``rollouts`` as set."""
         puzzle = puzzle.long()
         n = iterations or self.num_iterations()
+        if self.training or diagnostics or self.rollouts == 1:
+            return self._iterate(puzzle, n, diagnostics)
+        batch, r = puzzle.shape[0], self.rollouts
+        generator = torch.Generator(puzzle.device).manual_seed(0)  # the same answer every run
+        logits, _ = self._iterate(puzzle.repeat(r, 1), n, False, generator)
+        logits = logits.unflatten(0, (r, batch))  # (R, B, T, 81, 9)
+        confidence = logits[:, :, -1].softmax(-1).amax(-1)  # (R, B, 81)
+        blank = (puzzle == 0).to(confidence.dtype)
+        score = (confidence * blank).sum(-1) / blank.sum(-1).clamp_min(1)
+        best = score.argmax(0)  # (B,)
+        return logits[best, torch.arange(batch, device=puzzle.device)], []
+
+    def _iterate(
+        self,
+        puzzle: Tensor,
+        n: int,
+        diagnostics: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, list[DynamicsReport]]:
+        """``n`` iterations; with a ``generator``, the rollouts after the first ``B / rollouts``
+        puzzles get initial-field noise."""
         graph = self.coupling_matrix()
         recall = self.embed(puzzle)  # (B, 81, D)
-        h = recall
+        batch = puzzle.shape[0]
+        noisy = None
+        if generator is not None:
+            noisy = (torch.arange(batch, device=puzzle.device) >= batch // self.rollouts).float()
+        halting = self.halt is not None and not self.training and not diagnostics
+        active = torch.arange(batch, device=puzzle.device)
+        stable = torch.zeros(batch, dtype=torch.long, device=puzzle.device)
+        h, latest, digits = recall, None, None
         logits, reports = [], []
         for _ in range(n):
-            u = h + recall
-            system, state = self.configure(u, puzzle, graph)
-            state, ledger = rollout(
-                system, state, self.dt, self.steps, self.integrator, diagnostics=diagnostics
-            )
-            t = stress_energy(system, state.phi, state.pi).flatten(1, 2).transpose(1, 2)
-            if self.readout == "asinh":
-                t = fast_asinh(t)
-            h = self.norm(h + self.update(torch.cat([t.to(u.dtype), u], -1)))
-            logits.append(self.out(h))
-            if ledger is not None:
-                produced = ledger.entropy[-1] - ledger.entropy[0]
-                reports.append(DynamicsReport(produced, system, state, ledger=ledger))
+            report = None
+            if active.numel() == batch:
+                h, latest, report = self._step(
+                    h, recall, puzzle, graph, noisy, generator, diagnostics
+                )
+            elif active.numel():  # only the puzzles that have not halted
+                part = self._step(
+                    h[active],
+                    recall[active],
+                    puzzle[active],
+                    graph,
+                    None if noisy is None else noisy[active],
+                    generator,
+                    False,
+                )
+                h, latest = h.index_copy(0, active, part[0]), latest.index_copy(0, active, part[1])
+            logits.append(latest)
+            if report is not None:
+                reports.append(report)
+            if halting:
+                now = latest.argmax(-1)
+                same = (
+                    torch.zeros_like(stable, dtype=torch.bool)
+                    if digits is None
+                    else (now == digits).all(1)
+                )
+                stable, digits = torch.where(same, stable + 1, 0), now
+                active = (stable < self.halt).nonzero().flatten()
         return torch.stack(logits, 1), reports
+
+    def _step(self, h, recall, puzzle, graph, noisy, generator, diagnostics):
+        """One iteration: configure, roll out, read ``T``, update the state. Returns the new
+        state, its logits and, with diagnostics, a report."""
+        u = h + recall
+        noise = None
+        if noisy is not None:
+            shape = (u.shape[0], self.fields, CELLS)
+            noise = torch.randn(shape, generator=generator, device=u.device, dtype=u.dtype)
+            noise = self.noise * noise * noisy.view(-1, 1, 1)
+        system, state = self.configure(u, puzzle, graph, noise)
+        state, ledger = rollout(
+            system, state, self.dt, self.steps, self.integrator, diagnostics=diagnostics
+        )
+        t = stress_energy(system, state.phi, state.pi).flatten(1, 2).transpose(1, 2)
+        if self.readout == "asinh":
+            t = fast_asinh(t)
+        h = self.norm(h + self.update(torch.cat([t.to(u.dtype), u], -1)))
+        report = None
+        if ledger is not None:
+            produced = ledger.entropy[-1] - ledger.entropy[0]
+            report = DynamicsReport(produced, system, state, ledger=ledger)
+        return h, self.out(h), report
