@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -442,6 +443,8 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
     # Each config keeps its checkpoints in one folder on purpose (last.ckpt = the latest fit).
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     MetriplectorError.last = None
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         return build_cli(args)
     except SIGTERMException:
@@ -461,6 +464,8 @@ def main(args: list[str] | None = None) -> MetriplectorCLI:
         raise SystemExit(1) from None
     finally:
         _close_process_group()
+        if main_thread:  # Lightning ignores Ctrl-C for good after one: give it back (notebooks)
+            signal.signal(signal.SIGINT, sigint)
 
 
 def _close_process_group() -> None:
