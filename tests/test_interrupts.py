@@ -113,13 +113,17 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_before_training_exits_nonzero(signum, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(SystemExit) as stopped:
-        main(["fit", *TINY_MAZE, *signal_at(-1, signum)])
-    assert stopped.value.code == 128 + signum  # Lightning alone: 0 (SIGTERM) and 1 (SIGINT)
-    assert not LAST.exists()
-    # Lightning sets Ctrl-C to be ignored after it caught one; the CLI gives it back
-    assert signal.getsignal(signal.SIGINT) is handler
+    # Ctrl-C as at a terminal: a shell's background job (nohup ... &) starts with it ignored
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["fit", *TINY_MAZE, *signal_at(-1, signum)])
+        assert stopped.value.code == 128 + signum  # Lightning alone: 0 (SIGTERM), 1 (SIGINT)
+        assert not LAST.exists()
+        # Lightning sets Ctrl-C to be ignored after it caught one; the CLI gives it back
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_a_crashed_fit_says_it_saved_no_checkpoint(tmp_path, monkeypatch, caplog):
