@@ -21,6 +21,7 @@ from lit_metriplector.datamodules import MazeDataModule
 from lit_metriplector.errors import DivergenceError
 from lit_metriplector.modules import MazeTask
 from lit_metriplector.networks import MazeNetwork
+from tests.test_cli import TINY_MAZE as TINY_MAZE_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 MAZE = ROOT / "configs" / "maze.yaml"
@@ -28,17 +29,10 @@ DEBUG = ROOT / "configs" / "trainer" / "debug.yaml"
 TINY_MAZE = [
     "--config",
     str(MAZE),
-    "--model.init_args.network.init_args.features=8",
-    "--model.init_args.network.init_args.fields=1",
-    "--data.init_args.train_cells=3",
-    "--data.init_args.val_cells=3",
-    "--data.init_args.test_cells=[4]",
-    "--data.init_args.batch_size=4",
+    *TINY_MAZE_OVERRIDES,
     "--data.init_args.train_size=32",
     "--data.init_args.val_size=8",
     "--data.init_args.test_size=8",
-    "--data.init_args.predict_cells=3",
-    "--data.init_args.predict_size=4",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]

@@ -69,7 +69,7 @@ class ExactMatch(Metric):
         return self.correct.float() / self.total.clamp_min(1)
 
 
-class OptimalPath(Metric):
+class OptimalPath(ExactMatch):
     """Fraction of mazes whose predicted sites are a shortest start-goal path: every one lies on
     some shortest path (``target`` marks them all), start and goal are among them, and they join
     the two. Any one of several tied shortest paths passes, and so do their union and anything
@@ -78,21 +78,9 @@ class OptimalPath(Metric):
     goal hold a path of the shortest length.)
 
     ``update(logits, target, maze)`` takes the encoded mazes ``(B, 3, H, W)`` too (for the
-    endpoints); a ``MetricCollection`` passes ``maze`` only to metrics that take it.
-
-    Args:
-        threshold: logits above it mark a site as on the path.
+    endpoints); a ``MetricCollection`` passes ``maze`` only to metrics that take it. Counts
+    and ``threshold`` as ``ExactMatch``'s, whose match it relaxes to any shortest path.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self, threshold: float = 0.0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.threshold = threshold
-        self.add_state("optimal", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: Tensor, target: Tensor, maze: Tensor) -> None:
         pred = logits > self.threshold
@@ -101,8 +89,5 @@ class OptimalPath(Metric):
             start, goal = (
                 np.unravel_index(np.argmax(x[c]), on.shape) for c in (Channel.START, Channel.GOAL)
             )
-            self.optimal += int(ok and bool(on[start]) and distances(on, start)[goal] >= 0)
+            self.correct += int(ok and bool(on[start]) and distances(on, start)[goal] >= 0)
         self.total += pred.shape[0]
-
-    def compute(self) -> Tensor:
-        return self.optimal.float() / self.total.clamp_min(1)
