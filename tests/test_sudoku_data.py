@@ -528,3 +528,28 @@ def test_each_stage_prepares_only_its_sets(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "load_or_generate", fail)
     dm = run(TrainerFn.PREDICTING, predict_files=[str(file)])
     assert len(dm.predict_sets) == 1 and dm.predict_names == ["mine"]
+
+
+def test_training_sets_mix_generated_sets(tmp_path):
+    from lit_metriplector.datamodules.sudoku import SudokuDataModule
+
+    sets = ["30", "22-25:minimal", "22-25:hard"]
+    dm = SudokuDataModule(train_sets=sets, train_size=5, val_size=2, cache_dir=str(tmp_path))
+    dm.prepare_data()
+    dm.setup("fit")
+    names = {p.name.split("-n")[1] for p in tmp_path.glob("*.npz")}
+    # 5 split as 2 + 1 + 2, each set with its own seed (else they share their solution grids)
+    assert {"2-g30-30-s0.npz", "1-g22-25-minimal-s10000.npz", "2-g22-25-hard-s20000.npz"} <= names
+    items = [dm.train_set.data[i] for i in range(len(dm.train_set))]
+    givens = [int((item["input"] > 0).sum()) for item in items]
+    assert givens[:2] == [30, 30] and all(22 <= g <= 25 for g in givens[2:])
+    for item in items[2:]:  # minimal: removing a given loses uniqueness
+        fewer = item["input"].numpy().copy()
+        fewer[np.flatnonzero(fewer)[0]] = 0
+        assert naive_count(fewer) == 2
+    assert all(guesses(item["input"].numpy()) > 0 for item in items[3:])
+    assert len({tuple(item["target"].tolist()) for item in items}) == 5
+    with pytest.raises(ConfigError, match="bad Sudoku set"):
+        SudokuDataModule(train_sets=["22-25:easy"])
+    with pytest.raises(ConfigError, match="train_sets needs"):
+        SudokuDataModule(train_sets=[])

@@ -35,6 +35,8 @@ from .sampling import PermutationSampler, ResumableDataModule, require_at_least
 _SPEC = re.compile(r"^(\d+)(?:-(\d+))?(?::(minimal|hard))?$")
 # Seed offsets of the generated splits (a test set of a given spec is the same in any list).
 _SPLIT_SEED = {"train": 0, "val": 1000, "test": 2000, "predict": 3000}
+# Seed offset between the training sets of ``train_sets`` (clear of the splits' offsets).
+_SET_SEED = 10_000
 # What the puzzles of a split are called in progress messages.
 _SPLIT_LABEL = {"train": "training", "val": "validation", "test": "test", "predict": "prediction"}
 # The generated splits each stage uses: a stage prepares and sets up only those.
@@ -129,7 +131,11 @@ class SudokuDataModule(ResumableDataModule):
 
     Args:
         train_size: training puzzles; an epoch draws each once.
-        train_givens: inclusive range of givens of the training puzzles.
+        train_givens: inclusive range of givens of the training puzzles (when ``train_sets``
+            is unset).
+        train_sets: the training puzzles as generated sets, written as ``test_sets`` (e.g.
+            ``["22-44", "22-25:minimal", "22-25:hard"]``), ``train_size`` split evenly among
+            them and shuffled together: hard puzzles in training without a hand-made rule.
         val_size: validation puzzles.
         val_givens: inclusive range of givens of the validation puzzles.
         test_sets: generated test sets, one loader each, by difficulty (a plain number of
@@ -161,6 +167,7 @@ class SudokuDataModule(ResumableDataModule):
         self,
         train_size: int = 20000,
         train_givens: tuple[int, int] = (22, 44),
+        train_sets: list[str | int] | None = None,
         val_size: int = 500,
         val_givens: tuple[int, int] = (22, 44),
         test_sets: list[str | int] = ("36", "30", "22-25:minimal"),
@@ -195,7 +202,9 @@ class SudokuDataModule(ResumableDataModule):
             low, high = givens
             if not 17 <= low <= high <= 81:
                 raise ConfigError(f"{name}={tuple(givens)}: need 17 <= low <= high <= 81")
-        for spec in [*test_sets, predict_set]:
+        if train_sets is not None and not 1 <= len(train_sets) <= train_size:
+            raise ConfigError(f"train_sets needs 1 to train_size={train_size} sets")
+        for spec in [*(train_sets or []), *test_sets, predict_set]:
             parse_set(spec)
         for file in [*(test_files or []), *(predict_files or [])]:
             require_file(file, "Sudoku file")
@@ -219,28 +228,36 @@ class SudokuDataModule(ResumableDataModule):
         else:
             self.predict_names = [set_name(predict_set)]
 
+    def _train_splits(self) -> list[tuple[str, tuple[int, int], Kind, int, int]]:
+        hp = self.hparams
+        if hp.train_sets is None:
+            return [("train", tuple(hp.train_givens), "any", hp.train_size, 0)]
+        sizes = np.diff(np.linspace(0, hp.train_size, len(hp.train_sets) + 1).round().astype(int))
+        # Each set its own seed: sets drawn with one seed would share their solution grids.
+        return [
+            ("train", *parse_set(spec), int(size), i * _SET_SEED)
+            for i, (spec, size) in enumerate(zip(hp.train_sets, sizes, strict=True))
+        ]
+
     def _generated_splits(
         self, stage: str | None = None
-    ) -> list[tuple[str, tuple[int, int], Kind, int]]:
-        """(split, givens, kind, size) of the generated sets that ``stage`` uses (``"fit"``,
-        ``"validate"``, ``"test"`` or ``"predict"``), or of all of them."""
+    ) -> list[tuple[str, tuple[int, int], Kind, int, int]]:
+        """(split, givens, kind, size, seed offset) of the generated sets that ``stage`` uses
+        (``"fit"``, ``"validate"``, ``"test"`` or ``"predict"``), or of all of them."""
         hp = self.hparams
-        splits = [
-            ("train", tuple(hp.train_givens), "any", hp.train_size),
-            ("val", tuple(hp.val_givens), "any", hp.val_size),
-        ]
-        splits += [("test", *parse_set(s), hp.test_size) for s in hp.test_sets]
+        splits = [*self._train_splits(), ("val", tuple(hp.val_givens), "any", hp.val_size, 0)]
+        splits += [("test", *parse_set(s), hp.test_size, 0) for s in hp.test_sets]
         if not hp.predict_files:
-            splits.append(("predict", *parse_set(hp.predict_set), hp.predict_size))
+            splits.append(("predict", *parse_set(hp.predict_set), hp.predict_size, 0))
         if stage is None:
             return splits
         return [s for s in splits if s[0] in _STAGE_SPLITS[stage]]
 
     def _arrays(
-        self, split: str, givens: tuple[int, int], kind: Kind, size: int
+        self, split: str, givens: tuple[int, int], kind: Kind, size: int, offset: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         hp = self.hparams
-        seed = hp.seed + _SPLIT_SEED[split]
+        seed = hp.seed + _SPLIT_SEED[split] + offset
         how = {"kind": kind, "workers": hp.generate_workers, "label": _SPLIT_LABEL[split]}
         if hp.cache_dir is None:
             return generate(size, givens, seed, **how)
@@ -262,7 +279,8 @@ class SudokuDataModule(ResumableDataModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit":
-            puzzles, solutions = self._arrays("train", tuple(hp.train_givens), "any", hp.train_size)
+            sets = [self._arrays(*split) for split in self._train_splits()]
+            puzzles, solutions = (np.concatenate(arrays) for arrays in zip(*sets, strict=True))
             self.train_set = AugmentedSudoku(puzzles, solutions, hp.seed, **self.transforms)
         if stage in ("fit", "validate"):
             self.val_set = self._generated("val")[0]
