@@ -89,6 +89,8 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
         [f"{NET}layers=6", f"{NET}width=160", f"{NET}modes=160", f"{NET}mlp_ratio=1.8"],
     ),
     "modes": ("288 modes, MLP hidden 192", [f"{NET}modes=288", f"{NET}mlp_ratio=1.0"]),
+    # The same trade for a model with "input" (stacked after it: its MLP ratio wins).
+    "wide": ("240 modes, MLP hidden 134", [f"{NET}modes=240", f"{NET}mlp_ratio=0.7"]),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 

@@ -6,6 +6,8 @@ import torch
 
 from lit_metriplector.core import Chain1D, Grid2D, State, System, exact_step, rollout
 from lit_metriplector.core.integrators import friction_step, mobility_step, rotation_step
+from lit_metriplector.core.modes import modulated_rollout, stiffness
+from lit_metriplector.core.scan import matrix_recurrence
 from lit_metriplector.core.solver import CGOptions
 
 from .conftest import random_system
@@ -194,3 +196,94 @@ def test_exact_rejects_what_it_cannot_integrate():
         rollout(system.replace(gamma=10 + system.gamma), state, 0.1, 2, "exact")
     with pytest.raises(ValueError, match="no momenta"):
         exact_step(system, state._replace(pi=None), 0.1)
+
+
+# --- modes whose frequency and friction change every step ------------------------------------
+
+
+def modulations(state, steps: int = 40, seed: int = 2):
+    """Per-step frequencies, frictions and step sizes for every site and field."""
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(dtype=torch.float64, generator=g)
+    shape = (steps, *state.phi.shape)
+    return 0.2 + 2 * torch.rand(shape, **kw), torch.rand(shape, **kw), 0.1 + torch.rand(shape, **kw)
+
+
+def test_modulated_rollout_equals_step_by_step_and_keeps_the_ledger():
+    system, state, sources = damped_modes_system()
+    frequencies, frictions, dt = modulations(state)
+    final, (phi, pi), diag = modulated_rollout(
+        system, state, dt, sources, frequencies, frictions, diagnostics=True
+    )
+    reference, work, before = state, torch.zeros(2, dtype=torch.float64), system
+    for k in range(40):
+        now = system.replace(
+            mass2=stiffness(frequencies[k], frictions[k]),
+            gamma=frictions[k],
+            source=sources[k],
+            coupling=None,
+        )
+        work = work + now.hamiltonian(reference.phi, reference.pi)
+        work = work - before.hamiltonian(reference.phi, reference.pi)
+        reference, before = exact_step(now, reference, dt[k]), now
+        assert torch.allclose(phi[:, k], reference.phi, atol=1e-10)
+        assert torch.allclose(pi[:, k], reference.pi, atol=1e-10)
+    for x, y in zip(final, reference, strict=True):
+        assert torch.allclose(x, y, atol=1e-10)
+    assert torch.allclose(diag.work[-1], work, atol=1e-10)
+    assert torch.allclose(diag.energy[-1], before.energy(reference), atol=1e-10)
+    # energy in = the drive's work, energy out = friction heat in T0 S: E - W is conserved
+    assert relative_error(diag) <= 1e-10
+    assert (diag.entropy_production() > 0).all()
+    assert (diag.energy - diag.energy[:1]).abs().max() > 1e-2  # while E itself is not
+
+
+def test_modulated_rollout_without_modulation_is_the_exact_rollout():
+    system, state, sources = damped_modes_system()
+    dt = 0.1 + torch.rand(40, *state.phi.shape, dtype=torch.float64)
+    expected, diag = rollout(system, state, dt, 40, "exact", sources=sources, diagnostics=True)
+    final, _, same = modulated_rollout(system, state, dt, sources, diagnostics=True)
+    for x, y in zip(
+        (*final, same.energy, same.work), (*expected, diag.energy, diag.work), strict=True
+    ):
+        assert torch.allclose(x, y, atol=1e-12)
+
+
+def test_modulated_rollout_is_causal_and_rejects_bad_rates():
+    system, state, sources = damped_modes_system()
+    frequencies, frictions, dt = modulations(state)
+    _, (phi, _), _ = modulated_rollout(system, state, dt, sources, frequencies, frictions)
+    changed = [x.clone() for x in (sources, frequencies, frictions)]
+    for x in changed:
+        x[25:] *= 1.5
+    _, (other, _), _ = modulated_rollout(system, state, dt, changed[0], *changed[1:])
+    assert torch.equal(phi[:, :25], other[:, :25]) and not torch.equal(phi[:, 25], other[:, 25])
+    with pytest.raises(ValueError, match="frequencies > 0"):
+        modulated_rollout(system, state, dt, sources, -frequencies, frictions)
+    with pytest.raises(ValueError, match="39 frictions given for 40 steps"):
+        modulated_rollout(system, state, dt, sources, frequencies, frictions[:39])
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+def test_matrix_recurrence_and_its_adjoint(chunk):
+    g = torch.Generator().manual_seed(0)
+    m = tuple(
+        (0.7 * torch.rand(2, 9, 3, dtype=torch.float64, generator=g)).requires_grad_()
+        for _ in range(4)
+    )
+    c = tuple(
+        torch.randn(2, 9, 3, dtype=torch.float64, generator=g).requires_grad_() for _ in range(2)
+    )
+
+    def recurrence(*tensors):
+        return matrix_recurrence(tensors[:4], tensors[4:], chunk)
+
+    x, expected = (torch.zeros(2, 3, dtype=torch.float64),) * 2, []
+    for t in range(9):
+        x = (
+            m[0][:, t] * x[0] + m[1][:, t] * x[1] + c[0][:, t],
+            m[2][:, t] * x[0] + m[3][:, t] * x[1] + c[1][:, t],
+        )
+        expected.append(torch.stack(x))
+    assert torch.allclose(torch.stack(recurrence(*m, *c)), torch.stack(expected, 2), atol=1e-12)
+    assert torch.autograd.gradcheck(recurrence, (*m, *c))

@@ -5,7 +5,7 @@ gradients and size."""
 import pytest
 import torch
 
-from lit_metriplector.core import DenseGraph, State, System, stress_energy
+from lit_metriplector.core import DenseGraph, State, System, exact_step, stress_energy
 from lit_metriplector.core.modes import (
     _sites,
     dissipation,
@@ -14,6 +14,7 @@ from lit_metriplector.core.modes import (
     fixed_point,
     from_eigen,
     mode_system,
+    modulated_map,
     propagator,
     stiffness,
     to_eigen,
@@ -331,45 +332,43 @@ def test_coupled_readout_is_the_core_energy_of_the_rotated_fields():
     assert torch.allclose(t00.sum(-1), energy_density(normal, phi_n, pi_n)[0].sum(-1))
 
 
-def test_modulated_step_is_the_exact_flow_of_its_commuting_generator():
-    """With input friction and frequency, step ``t`` of a mode is the exact flow of ``alpha I +
-    beta A`` around the rest point (``A`` the learned oscillator, ``beta = Omega_t / Omega``,
-    ``alpha = Re lam_t - beta Re lam``), read in the learned oscillator's chart."""
-    model = perturbed(input_friction=True, input_frequency=True)
-    block = model.blocks[0]
-    idx = torch.randint(0, 256, (1, 2))
-    rest, dt, frequency_t, friction_t = block.configure(model.embedding(idx), torch.float64)
-    frequency, friction = block.constants(torch.float64)
-    assert not torch.allclose(frequency_t, frequency.expand_as(frequency_t))
-    a, complement = propagator(dt, frequency_t, friction_t)
-    star = fixed_point(rest, frequency, friction)
-    w = linear_recurrence(a, cmul(complement, star))
-    phi, pi = from_eigen(w, frequency, friction)
-    omega2 = stiffness(frequency, friction)
-    oscillator = torch.stack(
-        [
-            torch.stack([torch.zeros_like(omega2), torch.ones_like(omega2)], -1),
-            torch.stack([-omega2, -friction], -1),
-        ],
-        -2,
-    )  # (C, 2, 2)
-    beta = frequency_t[0, 1] / frequency
-    alpha = -0.5 * friction_t[0, 1] + beta * 0.5 * friction
-    generator = (
-        alpha[:, None, None] * torch.eye(2, dtype=torch.float64) + beta[:, None, None] * oscillator
+def test_modulated_map_is_the_exact_flow_of_the_core_vector_field():
+    """Each byte's oscillator ``(Omega_t, gamma_t, rho_t)``: its affine step of ``(phi, pi)`` is
+    the matrix exponential of the core's vector field of that oscillator."""
+    frequency, friction, dt, source = random_modes()
+    flow = torch.linalg.matrix_exp(
+        dt.view(-1, 1, 1) * affine_generator(source, frequency, friction)
     )
-    flow = torch.linalg.matrix_exp(dt[0, 1, :, None, None] * generator)
-    offset = torch.stack([phi[0, 0] - rest[0, 1], pi[0, 0]], -1)  # from the rest point of step 1
-    expected = (flow @ offset[..., None])[..., 0] + torch.stack([rest[0, 1], 0 * rest[0, 1]], -1)
-    assert torch.allclose(torch.stack([phi[0, 1], pi[0, 1]], -1), expected, atol=1e-10)
+    m, offset = modulated_map(source / stiffness(frequency, friction), dt, frequency, friction)
+    assert torch.allclose(torch.stack(m, -1).view(-1, 2, 2), flow[:, :2, :2], atol=1e-10)
+    assert torch.allclose(torch.stack(offset, -1), flow[:, :2, 2], rtol=1e-10, atol=1e-12)
 
 
-def test_modulated_blocks_report_no_diagnostics_others_do():
-    idx = torch.randint(0, 256, (2, 10))
-    assert perturbed(input_friction=True)(idx, diagnostics=True)[1] == []
-    for options in ({"conv": 3}, {"coupling": True}):
-        reports = perturbed(**options)(idx, diagnostics=True)[1]
-        assert len(reports) == 2 and (reports[0].ledger.relative_drift() <= 1e-10).all()
+def test_modulated_blocks_run_the_bytes_oscillators_and_report_the_core_ledger():
+    model = perturbed(input_friction=True, input_frequency=True, coupling=True)
+    idx = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
+    logits, reports = model(idx, diagnostics=True)
+    assert torch.equal(logits, model(idx)[0])  # diagnostics do not change the computation
+    block = model.blocks[0]
+    rest, dt, frequency, friction = block.configure(model.embedding(idx), torch.float64)
+    for x in (frequency, friction):  # they change from byte to byte
+        assert (x.std(1) > 0.05 * x.mean(1)).all()
+    phi, pi = (torch.zeros_like(rest[:, 0]),) * 2
+    for t in range(12):  # each byte's oscillator in turn: the core's exact step of mode_system
+        omega2 = stiffness(frequency[:, t], friction[:, t])
+        system = mode_system(omega2 * rest[:, t], *block.constants(torch.float64))
+        system = system.replace(mass2=_sites(omega2), gamma=_sites(friction[:, t]))
+        zero = torch.zeros_like(system.source)
+        state = exact_step(system, State(_sites(phi), _sites(pi), zero[:, 0]), dt[:, t, :, None])
+        phi, pi = state.phi.view_as(phi), state.pi.view_as(pi)
+    final = reports[0].state
+    assert torch.allclose(final.phi[..., 0], phi, atol=1e-10)
+    assert torch.allclose(final.pi[..., 0], pi, atol=1e-10)
+    assert len(reports) == 2
+    for report in reports:  # energy in: the bytes' work; energy out: friction heat
+        assert (report.ledger.relative_drift() <= 1e-10).all()
+        assert (report.ledger.entropy_production() >= 0).all()
+        assert report.ledger.work.abs().max() > 0
 
 
 def test_conv_generation_state_is_a_window():

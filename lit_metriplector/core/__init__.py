@@ -25,11 +25,13 @@ from .modes import (
     fixed_point,
     from_eigen,
     mode_system,
+    modulated_map,
+    modulated_rollout,
     propagator,
     stiffness,
 )
 from .readout import fast_asinh, noether_charges, stress_energy, stress_energy_components
-from .scan import cmul, linear_recurrence
+from .scan import cmul, linear_recurrence, matrix_recurrence
 from .solver import CGOptions, SolveInfo, SolveTally, conjugate_gradient, record_solve, solve
 from .system import Diagnostics, State, System, ledger_dtype
 
@@ -66,7 +68,10 @@ __all__ = [
     "front_step",
     "ledger_dtype",
     "linear_recurrence",
+    "matrix_recurrence",
     "mode_system",
+    "modulated_map",
+    "modulated_rollout",
     "noether_charges",
     "on_shortest_paths",
     "pointwise",

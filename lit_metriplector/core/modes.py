@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .lattice import DenseGraph
-from .scan import Complex, cadd, cmul, linear_recurrence
+from .scan import Complex, Matrix, cadd, cmul, linear_recurrence, matrix_recurrence
 from .system import Diagnostics, State, System
 
 
@@ -90,6 +90,32 @@ def exact_map(
     exp(lam dt)``, ``b = (1 - a) w*`` for the rest point ``rest`` held over the step."""
     a, complement = propagator(dt, frequency, friction)
     return a, cmul(complement, fixed_point(rest, frequency, friction))
+
+
+def modulated_map(
+    rest: Tensor, dt: Tensor | float, frequency: Tensor, friction: Tensor
+) -> tuple[Matrix, tuple[Tensor, Tensor]]:
+    """The exact step of ``x = (phi, pi)`` as a real affine map ``x -> M x + c``, for modes whose
+    ``(Omega, gamma)`` and so eigenvectors change from step to step (``from_eigen`` of
+    ``exact_map`` of ``to_eigen``, written out)::
+
+        M = exp(-gamma dt/2) [cos(Omega dt) I + sin(Omega dt)/Omega (A + gamma/2 I)]
+        c = (I - M) (phi*, 0)
+
+    with ``A = [[0, 1], [-omega^2, -gamma]]`` (``A + gamma/2 I`` squares to ``-Omega^2 I``) and
+    the rest point ``rest = phi*``. ``M`` as ``(m00, m01, m10, m11)``; ``1 - exp(-gamma dt/2)
+    cos(Omega dt)`` without cancellation, as in ``propagator``."""
+    decay = torch.expm1(-0.5 * friction * dt)  # envelope - 1
+    envelope = 1 + decay
+    half = 0.5 * frequency * dt
+    sin, cos = torch.sin(half), torch.cos(half)
+    versine = 2 * sin**2  # 1 - cos(Omega dt)
+    sinc = 2 * sin * cos / frequency  # sin(Omega dt) / Omega
+    damp = 0.5 * friction * sinc
+    cos = 1 - versine
+    m10 = -envelope * stiffness(frequency, friction) * sinc
+    m = (envelope * (cos + damp), envelope * sinc, m10, envelope * (cos - damp))
+    return m, ((versine - decay * cos - envelope * damp) * rest, -m10 * rest)
 
 
 def drive_gain(dt: Tensor | float, frequency: Tensor, friction: Tensor) -> Tensor:
@@ -276,3 +302,95 @@ def exact_rollout(
         work = F.pad(work.T, [0, 0, 1, 0])
         energy = hamiltonian + system.temperature * entropy
     return final, Diagnostics(hamiltonian, energy, entropy, work)
+
+
+def _per_step(x: Tensor, shape: torch.Size, steps: int, what: str) -> Tensor:
+    """A per-step tensor ``(steps, ...)`` broadcasting against fields ``shape`` -> ``(B, steps,
+    C, *sites)``."""
+    if x.shape[0] < steps:
+        raise ValueError(f"{x.shape[0]} {what} given for {steps} steps")
+    return torch.stack([torch.broadcast_to(v, shape) for v in x[:steps]], 1)
+
+
+def modulated_rollout(
+    system: System,
+    state: State,
+    dt: Tensor,
+    sources: Tensor,
+    frequencies: Tensor | None = None,
+    frictions: Tensor | None = None,
+    diagnostics: bool = False,
+    chunk: int = 16,
+) -> tuple[State, tuple[Tensor, Tensor], Diagnostics | None]:
+    """``exact_rollout`` of modes whose frequency ``Omega`` and friction ``gamma`` change with
+    every step, as the source and the step size do (docs/physics.md, "Modulated modes").
+
+    Step ``k`` holds the mode system ``(Omega_k, gamma_k, rho_k)`` over ``dt_k``: an exact
+    affine map of ``(phi, pi)`` (``modulated_map``), all of them at once by
+    ``matrix_recurrence``. Changing ``(omega^2, rho)`` between steps does the work ``H_new -
+    H_old`` on the state; friction turns energy into heat (``dissipation``) within a step. So
+    ``H + T0 S - W`` is conserved to rounding; ``Diagnostics`` records it after every step.
+
+    Args:
+        system: the modes before the first step (``mode_system``: its ``(Omega, gamma)`` and
+            source set the energy of the initial state).
+        state: initial state.
+        dt: step size per step ``(steps, ...)``, broadcasting against the fields.
+        sources: source ``rho`` per step ``(steps, ...)``; ``steps = len(sources)``.
+        frequencies: ``Omega`` per step (default: the system's), ``> 0``.
+        frictions: ``gamma`` per step (default: the system's), ``>= 0``.
+        diagnostics: record ``H``, ``E``, ``S`` and the work after every step.
+        chunk: steps per chunk of the scan (speed only).
+
+    Returns:
+        The final state, ``(phi, pi)`` after every step ``(B, steps, C, *sites)``, and, if asked,
+        the ``Diagnostics``.
+    """
+    frequency0, friction0, stiffness0 = damped_modes(system, state)
+    shape, steps = state.phi.shape, len(sources)
+    rho = _per_step(sources, shape, steps, "sources")
+    dt = _per_step(dt, shape, steps, "step sizes")
+    frequency = (
+        _per_step(frequencies, shape, steps, "frequencies")
+        if frequencies is not None
+        else frequency0.unsqueeze(1).expand_as(rho)
+    )
+    friction = (
+        _per_step(frictions, shape, steps, "frictions")
+        if frictions is not None
+        else friction0.unsqueeze(1).expand_as(rho)
+    )
+    if bool((frequency <= 0).any()) or bool((friction < 0).any()):
+        raise ValueError("modulated modes need frequencies > 0 and frictions >= 0")
+    omega2 = stiffness(frequency, friction)
+    rest = rho / omega2
+    m, offset = modulated_map(rest, dt, frequency, friction)
+    # one step more, in front, sets the initial state: x_0 = 0 x_{-1} + x(state)
+    m = tuple(F.pad(x, [0, 0] * (len(shape) - 1) + [1, 0]) for x in m)
+    c = tuple(
+        torch.cat([x0.unsqueeze(1), x], 1)
+        for x0, x in zip((state.phi, state.pi), offset, strict=True)
+    )
+    phi, pi = matrix_recurrence(m, c, chunk)  # (B, steps + 1, C, *sites)
+    start = to_eigen(phi[:, :-1] - rest, pi[:, :-1], frequency, friction)  # w - w* of each step
+    heat = dissipation(start, dt, frequency, friction).sum(2) / system.temperature
+    s = state.s.unsqueeze(1) + heat.cumsum(1)
+    final = State(phi[:, -1], pi[:, -1], s[:, -1])
+    trajectory = (phi[:, 1:], pi[:, 1:])
+    if not diagnostics:
+        return final, trajectory, None
+    with torch.no_grad():
+        before = system
+        rows = [(system.hamiltonian(state.phi, state.pi), system.entropy(state.s))]
+        work = [torch.zeros_like(rows[0][0])]
+        for k in range(steps):
+            now = system.replace(
+                source=rho[:, k], mass2=omega2[:, k], gamma=friction[:, k], coupling=None
+            )
+            x = (phi[:, k], pi[:, k])  # the state the switch acts on
+            work.append(work[-1] + now.hamiltonian(*x) - before.hamiltonian(*x))
+            rows.append((now.hamiltonian(phi[:, k + 1], pi[:, k + 1]), now.entropy(s[:, k])))
+            before = now
+        hamiltonian, entropy = (torch.stack(column) for column in zip(*rows, strict=True))
+        energy = hamiltonian + system.temperature * entropy
+    return final, trajectory, Diagnostics(hamiltonian, energy, entropy, torch.stack(work))

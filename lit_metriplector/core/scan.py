@@ -1,11 +1,15 @@
-"""The complex linear recurrence ``w_t = a_t w_{t-1} + b_t`` over a whole sequence at once.
+"""The linear recurrence ``w_t = a_t w_{t-1} + b_t`` over a whole sequence at once.
 
 It is how a sequence of exact steps of linear modes (``core/modes.py``) runs in parallel over
-time. Complex numbers are carried as (real, imaginary) pairs of real tensors: complex ``exp`` and
-arithmetic are ~14x slower on CPU.
+time: with complex scalars ``a`` for modes of fixed eigenvectors, with real 2x2 matrices for modes
+whose frequency and friction change every step. Complex numbers are carried as (real, imaginary)
+pairs of real tensors: complex ``exp`` and arithmetic are ~14x slower on CPU.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +26,50 @@ def cadd(x: Complex, y: Complex) -> Complex:
     return x[0] + y[0], x[1] + y[1]
 
 
-def _scan(a: Complex, b: Complex, chunk: int) -> Complex:
+def conj(x: Complex) -> Complex:
+    return x[0], -x[1]
+
+
+Matrix = tuple[Tensor, Tensor, Tensor, Tensor]  # real 2x2 (m00, m01, m10, m11), element-wise
+Vector = tuple[Tensor, Tensor]
+
+
+def matvec(m: Matrix, v: Vector) -> Vector:
+    return m[0] * v[0] + m[1] * v[1], m[2] * v[0] + m[3] * v[1]
+
+
+def matmul(m: Matrix, n: Matrix) -> Matrix:
+    return (
+        m[0] * n[0] + m[1] * n[2],
+        m[0] * n[1] + m[1] * n[3],
+        m[2] * n[0] + m[3] * n[2],
+        m[2] * n[1] + m[3] * n[3],
+    )
+
+
+class Algebra(NamedTuple):
+    """The coefficients ``a`` of a recurrence ``w_t = a_t w_{t-1} + b_t``: how ``a`` acts on
+    ``w`` (``apply``) and on another ``a`` (``compose``), its adjoint, and ``dl/da`` of the term
+    ``a w`` given ``g = dl/d(a w)`` (``gradient``)."""
+
+    apply: Callable
+    compose: Callable
+    adjoint: Callable
+    gradient: Callable
+
+
+# Complex scalars (damped modes in their eigen coordinates) and real 2x2 matrices (modes whose
+# eigenvectors change from step to step, acting on (phi, pi)).
+COMPLEX = Algebra(cmul, cmul, conj, lambda g, w: cmul(g, conj(w)))
+MATRIX = Algebra(
+    matvec,
+    matmul,
+    lambda m: (m[0], m[2], m[1], m[3]),
+    lambda g, w: (g[0] * w[0], g[0] * w[1], g[1] * w[0], g[1] * w[1]),
+)
+
+
+def _scan(algebra: Algebra, a: tuple[Tensor, ...], b: tuple[Tensor, ...], chunk: int):
     """``w_t = a_t w_{t-1} + b_t`` along axis 1 from ``w_0 = 0``, without autograd.
 
     Sequential inside chunks of ``chunk`` steps (all chunks at once), then the state at each
@@ -39,39 +86,42 @@ def _scan(a: Complex, b: Complex, chunk: int) -> Complex:
     w = [x.reshape(split).clone() for x in b]  # becomes w, from rest at each chunk's start
     p = [x.clone() for x in a]  # becomes the product of a since each chunk's start
     for j in range(1, length):
-        step = (a[0][:, :, j], a[1][:, :, j])
-        w_j = cmul(step, (w[0][:, :, j - 1], w[1][:, :, j - 1]))
-        p_j = cmul(step, (p[0][:, :, j - 1], p[1][:, :, j - 1]))
-        for part in range(2):
-            w[part][:, :, j] += w_j[part]
-            p[part][:, :, j] = p_j[part]
+        step = tuple(x[:, :, j] for x in a)
+        w_j = algebra.apply(step, tuple(x[:, :, j - 1] for x in w))
+        p_j = algebra.compose(step, tuple(x[:, :, j - 1] for x in p))
+        for x, y in zip(w, w_j, strict=True):
+            x[:, :, j] += y
+        for x, y in zip(p, p_j, strict=True):
+            x[:, :, j] = y
     for k in range(1, w[0].shape[1]):
-        carried = cmul((p[0][:, k], p[1][:, k]), (w[0][:, k - 1, -1:], w[1][:, k - 1, -1:]))
-        for part in range(2):
-            w[part][:, k] += carried[part]
+        carried = algebra.apply(tuple(x[:, k] for x in p), tuple(x[:, k - 1, -1:] for x in w))
+        for x, y in zip(w, carried, strict=True):
+            x[:, k] += y
     return tuple(x.flatten(1, 2)[:, :steps] for x in w)
 
 
-class LinearRecurrence(torch.autograd.Function):
+class Recurrence(torch.autograd.Function):
     """``w_t = a_t w_{t-1} + b_t`` with its adjoint, itself a recurrence run backwards in time:
-    ``g_t = dl/dw_t + conj(a_{t+1}) g_{t+1}``, ``dl/db_t = g_t``, ``dl/da_t = g_t conj(w_{t-1})``.
+    ``g_t = dl/dw_t + a_{t+1}^H g_{t+1}``, ``dl/db_t = g_t``, ``dl/da_t = g_t w_{t-1}^H``.
     Nothing of the forward loop is kept for autograd: memory is that of ``a`` and ``w``."""
 
     @staticmethod
-    def forward(ctx, ar: Tensor, ai: Tensor, br: Tensor, bi: Tensor, chunk: int):
-        w = _scan((ar, ai), (br, bi), chunk)
-        ctx.save_for_backward(ar, ai, *w)
-        ctx.chunk = chunk
+    def forward(ctx, algebra: Algebra, chunk: int, parts: int, *tensors: Tensor):
+        a, b = tensors[:parts], tensors[parts:]
+        w = _scan(algebra, a, b, chunk)
+        ctx.save_for_backward(*a, *w)
+        ctx.algebra, ctx.chunk, ctx.parts = algebra, chunk, parts
         return w
 
     @staticmethod
-    def backward(ctx, gr: Tensor, gi: Tensor):
-        ar, ai, wr, wi = ctx.saved_tensors
-        after = (_shift(ar, -1).flip(1), -_shift(ai, -1).flip(1))  # conj(a_{t+1}), reversed
-        g = _scan(after, (gr.flip(1), gi.flip(1)), ctx.chunk)
-        g = (g[0].flip(1), g[1].flip(1))
-        da = cmul(g, (_shift(wr, 1), -_shift(wi, 1)))
-        return da[0], da[1], g[0], g[1], None
+    def backward(ctx, *grads: Tensor):
+        saved, parts, algebra = ctx.saved_tensors, ctx.parts, ctx.algebra
+        a, w = saved[:parts], saved[parts:]
+        after = tuple(_shift(x, -1).flip(1) for x in algebra.adjoint(a))  # a_{t+1}^H, reversed
+        g = _scan(algebra, after, tuple(x.flip(1) for x in grads), ctx.chunk)
+        g = tuple(x.flip(1) for x in g)
+        da = algebra.gradient(g, tuple(_shift(x, 1) for x in w))
+        return None, None, None, *da, *g
 
 
 def _shift(x: Tensor, k: int) -> Tensor:
@@ -83,4 +133,11 @@ def _shift(x: Tensor, k: int) -> Tensor:
 def linear_recurrence(a: Complex, b: Complex, chunk: int = 16) -> Complex:
     """``w_t = a_t w_{t-1} + b_t`` along axis 1 of ``(B, T, ...)`` from ``w_0 = 0``; ``a`` and
     ``b`` of one shape, ``|a_t| <= 1``. ``chunk`` (steps per chunk) changes the speed only."""
-    return LinearRecurrence.apply(*(x.contiguous() for x in (*a, *b)), chunk)
+    return Recurrence.apply(COMPLEX, chunk, 2, *(x.contiguous() for x in (*a, *b)))
+
+
+def matrix_recurrence(m: Matrix, c: Vector, chunk: int = 16) -> Vector:
+    """``x_t = M_t x_{t-1} + c_t`` along axis 1 of ``(B, T, ...)`` from ``x_0 = 0``, for real
+    2x2 ``M_t`` (entries ``(m00, m01, m10, m11)``, each shaped like ``c``'s parts) of spectral
+    radius <= 1. ``chunk`` changes the speed only."""
+    return Recurrence.apply(MATRIX, chunk, 4, *(x.contiguous() for x in (*m, *c)))

@@ -21,16 +21,13 @@ by construction.
 
 Options (all off by default; off, the model, its parameters and its ``state_dict`` are as before):
 
-- ``input_friction`` / ``input_frequency``: byte ``t`` also scales each mode's decay rate
-  ``gamma/2`` and frequency ``Omega`` (factors ``softplus``, 1 at zero input), so the eigenvalue of
-  step ``t`` is ``lam_t = -gamma_t/2 + i Omega_t``. The exact scan needs consecutive steps to
-  commute, i.e. share eigenvectors; a mode whose own ``(Omega, gamma)`` changed would change its
-  eigenvectors ``(1, lam)`` and make each step a real 2x2 map, not a complex scalar. So the modes
-  keep the eigenvectors of the learned ``(Omega, gamma)``: the generator of step ``t`` is ``alpha_t
-  + beta_t A`` (``A`` the mode's oscillator, ``beta_t = Omega_t / Omega`` a change of its clock,
-  ``alpha_t`` a relaxation of ``phi`` and ``pi`` alike toward the rest point), exact and scanned
-  as before, read out as the learned oscillator. The core's integrator has no such term, so these
-  blocks report no diagnostics.
+- ``input_friction`` / ``input_frequency``: byte ``t`` also scales each mode's friction ``gamma``
+  and frequency ``Omega`` (factors ``softplus``, 1 at zero input): step ``t`` holds the oscillator
+  ``(Omega_t, gamma_t, rho_t)`` over ``dt_t``. Its eigenvectors ``(1, lam_t)`` change with the
+  byte, so each step is an exact real 2x2 affine map of ``(phi, pi)`` (``modulated_map``), scanned
+  by ``matrix_recurrence``; the readout uses the byte's stiffness ``omega_t^2``. The ledger is the
+  core's ``modulated_rollout``: the bytes do work by switching ``omega^2`` and ``rho``, friction
+  turns energy into heat.
 - ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of ``configure``
   that drive the modes, as in Mamba; generation keeps the last ``conv - 1`` inputs per layer.
 - ``coupling``: the read-out fields are a learned rotation of pairs of modes (angle per pair, 0
@@ -43,8 +40,8 @@ Options (all off by default; off, the model, its parameters and its ``state_dict
   momenta does not commute with per-mode steps and is not offered.)
 
 Diagnostics (``forward(idx, diagnostics=True)``) rerun each layer's dynamics through the core's
-exact integrator (``rollout(..., method="exact")``) in float64 and report its ledgers ``H``,
-``S`` and the work ``W`` of the source switches, so that ``H + S - W`` is conserved to rounding.
+exact integrator (``modulated_rollout``) in float64 and report its ledgers ``H``, ``S`` and the
+work ``W`` of the switches, so that ``H + S - W`` is conserved to rounding.
 
 Generation (``step``) precomputes the constants of every block once per set of weights (cached
 until a parameter changes, under ``no_grad``), folds the drive gain, step bias and readout
@@ -70,9 +67,11 @@ from ..core import (
     from_eigen,
     ledger_dtype,
     linear_recurrence,
+    matrix_recurrence,
     mode_system,
+    modulated_map,
+    modulated_rollout,
     propagator,
-    rollout,
     stiffness,
 )
 from .layers import GatedMLP, gpt2_init, log_uniform
@@ -182,7 +181,7 @@ class OscillatorBlock(nn.Module):
 
     @property
     def modulated(self) -> bool:
-        """Whether the bytes modulate friction or frequency (no core diagnostics then)."""
+        """Whether the bytes modulate friction or frequency (2x2 steps of ``(phi, pi)``)."""
         return self.input_friction or self.input_frequency
 
     def constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -255,14 +254,17 @@ class OscillatorBlock(nn.Module):
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, DynamicsReport | None]:
         dtype = ledger_dtype(x.dtype)  # float32 dynamics under autocast
-        frequency, friction = self.constants(dtype)
-        rest, dt, frequency_t, friction_t = self.configure(x, dtype)
-        a, complement = propagator(dt, frequency_t, friction_t)
-        star = fixed_point(rest, frequency, friction)  # of the learned oscillator, see above
-        w = linear_recurrence(a, cmul(complement, star), self.chunk)
-        phi, pi = from_eigen(w, frequency, friction)
-        features = self.read(phi, pi, rest, stiffness(frequency, friction), self.rotation(dtype))
-        report = self.report(rest, dt) if diagnostics and not self.modulated else None
+        rest, dt, frequency, friction = self.configure(x, dtype)
+        if self.modulated:
+            phi, pi = matrix_recurrence(*modulated_map(rest, dt, frequency, friction), self.chunk)
+        else:  # fixed eigenvectors: a complex scalar per step, half the work
+            a, complement = propagator(dt, frequency, friction)
+            star = fixed_point(rest, frequency, friction)
+            w = linear_recurrence(a, cmul(complement, star), self.chunk)
+            phi, pi = from_eigen(w, frequency, friction)
+        omega2 = stiffness(frequency, friction)
+        features = self.read(phi, pi, rest, omega2, self.rotation(dtype))
+        report = self.report(rest, dt, frequency, friction) if diagnostics else None
         return self.update(x, features), report
 
     # --- generation ---------------------------------------------------------------------------
@@ -289,7 +291,7 @@ class OscillatorBlock(nn.Module):
         shift[: self.modes], shift[self.modes : 2 * self.modes] = 0, self.dt_bias
         proj = self.proj.weight
         rotation = self.rotation(dtype)
-        if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, Re w, p), see step
+        if rotation is None and not self.modulated:  # proj(T, L, phi, p) of (p^2, q, Re w, p)
             energy, lagrangian, phi, momentum = proj.split(self.modes, dim=1)
             proj = torch.cat(
                 [0.5 * (energy + lagrangian), 2 * (energy - lagrangian), 2 * phi, momentum], 1
@@ -312,67 +314,82 @@ class OscillatorBlock(nn.Module):
         return constants
 
     def step(
-        self, x: Tensor, w: Tensor, window: Tensor | None = None
+        self, x: Tensor, modes: Tensor, window: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One byte: the block's output ``(B, D)``, the modes ``w`` after it (complex ``(B,
-        C)``) and the convolution's window (None without ``conv``).
+        """One byte: the block's output ``(B, D)``, the modes after it ``(B, C, 2)`` and the
+        convolution's window (None without ``conv``). The modes are ``(phi, pi)`` when modulated,
+        else the real and imaginary parts of their eigen coordinates ``w``.
 
-        The same dynamics and readout as ``forward``, in fewer and larger operations: ``w <- w*
-        + a (w - w*)`` with ``a = exp(lam dt)``; with ``phi = 2 Re w``, ``p = pi / omega``, ``q
-        = Re w (Re w - rest)``, the features ``(T00, L) / omega^2 = p^2/2 +- 2 q`` and ``phi``
-        are linear in ``(p^2, q, Re w)``, so the projection acts on those."""
-        c = self.step_constants(w.real.dtype)
-        norm1, norm2, modes = self.norm1, self.norm2, self.modes
+        The same dynamics and readout as ``forward``, in fewer and larger operations. Without
+        modulation: ``w <- w* + a (w - w*)`` with ``a = exp(lam dt)``; with ``phi = 2 Re w``, ``p
+        = pi / omega``, ``q = Re w (Re w - rest)``, the features ``(T00, L) / omega^2 = p^2/2 +-
+        2 q`` and ``phi`` are linear in ``(p^2, q, Re w)``, so the projection acts on those."""
+        c = self.step_constants(modes.dtype)
+        norm1, norm2, n = self.norm1, self.norm2, self.modes
         h = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
         if self.conv is not None:
             h, window = self.conv.step(h, window)
             h = F.silu(h)
         raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
-        rest, dt = raw[:, :modes], F.softplus(raw[:, modes : 2 * modes])
+        rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            friction, frequency, k = c.friction, c.frequency, 2 * modes
+            friction, frequency, k = c.friction, c.frequency, 2 * n
             if self.input_friction:
-                friction, k = friction * F.softplus(raw[:, k : k + modes]), k + modes
+                friction, k = friction * F.softplus(raw[:, k : k + n]), k + n
             if self.input_frequency:
                 frequency = frequency * F.softplus(raw[:, k:])
-            a = torch.exp(dt * torch.complex(-0.5 * friction, frequency))
+            m, offset = modulated_map(rest, dt, frequency, friction)
+            phi, pi = modes.unbind(-1)
+            phi, pi = m[0] * phi + m[1] * pi + offset[0], m[2] * phi + m[3] * pi + offset[1]
+            modes = torch.stack([phi, pi], -1)
+            features = self.read(phi, pi, rest, stiffness(frequency, friction), c.rotation)
         else:
-            a = torch.exp(dt * c.eigenvalue)
-        star = rest * c.star
-        w = star + a * (w - star)
-        real, p = w.real, (w * c.chart).real
-        if c.rotation is None:
-            features = torch.cat([p * p, real * (real - rest), real, p], -1)
-        else:
-            features = self.read(2 * real, p * c.omega2.sqrt(), rest, c.omega2, c.rotation)
+            w = torch.view_as_complex(modes)
+            star = rest * c.star
+            w = star + torch.exp(dt * c.eigenvalue) * (w - star)
+            modes = torch.view_as_real(w)
+            real, p = w.real, (w * c.chart).real
+            if c.rotation is None:
+                features = torch.cat([p * p, real * (real - rest), real, p], -1)
+            else:
+                features = self.read(2 * real, p * c.omega2.sqrt(), rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
         x = x + F.dropout(y, self.dropout.p, self.training)
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         gate, value = (h @ c.up).chunk(2, dim=-1)
         y = (F.silu(gate) * value) @ c.down
-        return x + F.dropout(y, self.dropout.p, self.training), w, window
+        return x + F.dropout(y, self.dropout.p, self.training), modes, window
 
     @torch.no_grad()
-    def report(self, rest: Tensor, dt: Tensor) -> DynamicsReport:
+    def report(
+        self, rest: Tensor, dt: Tensor, frequency: Tensor, friction: Tensor
+    ) -> DynamicsReport:
         """The same dynamics, from rest, through the core's exact integrator in float64 (float32
         ledgers drift by ~1e-6 of ``H``, which would hide real errors): its ledgers, the final
-        state and the system with the last byte's source."""
-        frequency, friction = self.constants(torch.float64)
-        sources = (stiffness(frequency, friction) * rest.double()).transpose(0, 1)  # (T, B, C)
-        system = mode_system(torch.zeros_like(sources[0]), frequency, friction)
+        state and the system of the last byte."""
+
+        def per_step(x: Tensor) -> Tensor:  # (B, T, C) -> (T, B, C, 1)
+            return x.double().expand_as(rest).transpose(0, 1).unsqueeze(-1)
+
+        frequencies, frictions = per_step(frequency), per_step(friction)
+        sources = stiffness(frequencies, frictions) * per_step(rest)
+        system = mode_system(torch.zeros_like(sources[0, ..., 0]), *self.constants(torch.float64))
         zero = torch.zeros_like(system.source)
-        state = State(zero, zero, zero[:, 0])
-        final, ledger = rollout(
+        final, _, ledger = modulated_rollout(
             system,
-            state,
-            dt.double().transpose(0, 1).unsqueeze(-1),  # one step size per step, mode and sample
-            len(sources),
-            method="exact",
-            sources=sources.unsqueeze(-1),
+            State(zero, zero, zero[:, 0]),
+            per_step(dt),
+            sources,
+            frequencies if self.input_frequency else None,
+            frictions if self.input_friction else None,
             diagnostics=True,
         )
         produced = ledger.entropy[-1] - ledger.entropy[0]
-        last = system.replace(source=sources[-1, ..., None])
+        last = system.replace(
+            source=sources[-1],
+            mass2=stiffness(frequencies[-1], frictions[-1]),
+            gamma=frictions[-1],
+        )
         return DynamicsReport(produced, last, final, ledger)
 
 
@@ -388,7 +405,8 @@ class MetriplectorLM(nn.Module):
     """Next-byte logits ``(B, T, vocab_size)`` for byte sequences ``(B, T)``, any ``T``.
 
     Generation (``init_state`` / ``step``) carries each layer's modes, ``(layers, B, modes, 2)``
-    (real and imaginary part of their eigen coordinates) and, with ``conv``, the last ``conv - 1``
+    (``(phi, pi)`` with ``input_friction`` or ``input_frequency``, else the real and imaginary
+    part of their eigen coordinates) and, with ``conv``, the last ``conv - 1``
     inputs of each layer's convolution: O(1) per byte, no cache that grows.
 
     Args:
@@ -461,8 +479,7 @@ class MetriplectorLM(nn.Module):
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Logits ``(B, T, vocab_size)`` of bytes ``x`` ``(B, T)`` and, if asked, one
-        ``DynamicsReport`` per block (none for blocks with ``input_friction`` or
-        ``input_frequency``, whose dynamics the core's integrator does not run)."""
+        ``DynamicsReport`` per block."""
         x = self.dropout(self.embedding(x))
         reports = []
         for block in self.blocks:
@@ -496,13 +513,12 @@ class MetriplectorLM(nn.Module):
         """Logits ``(B, vocab_size)`` of the byte after ``idx`` ``(B,)``, and the next state."""
         modes, windows = state if self.conv else (state, None)
         x = F.dropout(F.embedding(idx, self.embedding.weight), self.dropout.p, self.training)
-        w = torch.view_as_complex(modes)
         new_modes, new_windows = [], []
         for i, block in enumerate(self.blocks):
-            x, w_i, window = block.step(x, w[i], None if windows is None else windows[i])
-            new_modes.append(w_i)
+            x, modes_i, window = block.step(x, modes[i], None if windows is None else windows[i])
+            new_modes.append(modes_i)
             new_windows.append(window)
-        modes = torch.view_as_real(torch.stack(new_modes))
+        modes = torch.stack(new_modes)
         norm = self.norm
         x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         logits = x @ self.head_transposed()
