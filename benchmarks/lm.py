@@ -75,12 +75,12 @@ LABELS = {
     "lru": "LRU (no physics)",
 }
 # Changes to the Metriplector LM, stacked on ``metriplector`` as ``metriplector+conv+input``;
-# "input" trims the MLP (hidden 384 -> 256) to pay for its larger heads: parameters stay within 1%.
+# "input" trims the MLP (hidden 384 -> 320) to pay for its larger heads: parameters stay within 1%.
 FEATURES: dict[str, tuple[str, list[str]]] = {
     "conv": ("4-byte causal convolution", [f"{NET}conv=4"]),
     "input": (
-        "input-dependent frictions and frequencies",
-        [f"{NET}input_friction=true", f"{NET}input_frequency=true", f"{NET}mlp_ratio=1.3334"],
+        "input-dependent frictions",
+        [f"{NET}input_friction=true", f"{NET}mlp_ratio=1.6667"],
     ),
     "coupling": ("rotation coupling pairs of modes", [f"{NET}coupling=true"]),
     # Other splits of the same parameters (each sets mlp_ratio: not to be stacked with "input").
@@ -90,7 +90,7 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
     ),
     "modes": ("288 modes, MLP hidden 192", [f"{NET}modes=288", f"{NET}mlp_ratio=1.0"]),
     # The same trade for a model with "input" (stacked after it: its MLP ratio wins).
-    "wide": ("240 modes, MLP hidden 134", [f"{NET}modes=240", f"{NET}mlp_ratio=0.7"]),
+    "wide": ("240 modes, MLP hidden 201", [f"{NET}modes=240", f"{NET}mlp_ratio=1.05"]),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 

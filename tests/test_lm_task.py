@@ -48,7 +48,6 @@ def tiny_metriplector_options() -> MetriplectorLM:
             layers=2,
             modes=8,
             input_friction=True,
-            input_frequency=True,
             conv=3,
             coupling=True,
         )
@@ -228,7 +227,9 @@ def test_network_vocabulary_must_match_the_data(tmp_path):
     "name",
     [
         "metriplector+conv",
+        "metriplector+input",
         "metriplector+conv+input+coupling",
+        "metriplector+conv+input+wide",
         "metriplector+deep",
         "metriplector+modes",
     ],

@@ -21,13 +21,18 @@ by construction.
 
 Options (all off by default; off, the model, its parameters and its ``state_dict`` are as before):
 
-- ``input_friction`` / ``input_frequency``: byte ``t`` also scales each mode's friction ``gamma``
-  and frequency ``Omega`` (factors ``softplus``, 1 at zero input): step ``t`` holds the oscillator
-  ``(Omega_t, gamma_t, rho_t)`` over ``dt_t``. Its eigenvectors ``(1, lam_t)`` change with the
-  byte, so each step is an exact real 2x2 affine map of ``(phi, pi)`` (``modulated_map``), scanned
-  by ``matrix_recurrence``; the readout uses the byte's stiffness ``omega_t^2``. The ledger is the
-  core's ``modulated_rollout``: the bytes do work by switching ``omega^2`` and ``rho``, friction
-  turns energy into heat.
+- ``input_friction``: byte ``t`` also sets each mode's friction, ``gamma_t = 2 omega r_t`` with
+  ``r_t = 0.999 sigmoid(z_t + z_0)`` (``z_0`` gives the learned ``gamma`` at zero input; the 0.999
+  is ``CRITICAL``), at the mode's fixed
+  stiffness ``omega^2``: step ``t`` holds the oscillator ``(Omega_t, gamma_t, rho_t)`` with
+  ``Omega_t = sqrt(omega^2 - gamma_t^2/4)``, underdamped whatever the byte. With the byte's step
+  ``dt_t`` this sets both how far a mode turns (``Omega_t dt_t``) and how much it keeps
+  (``exp(-gamma_t dt_t/2)``). Its eigenvectors ``(1, lam_t)`` change with the byte, so each step
+  is an exact real 2x2 affine map of ``(phi, pi)`` (``modulated_map``), scanned by
+  ``matrix_recurrence``; the ledger is the core's ``modulated_rollout``. The stiffness stays
+  fixed because switching it does work on the modes: with ``omega^2`` set per byte too, training
+  diverged in its first steps (``H`` of a layer reached 1e23, parametric pumping), while a switch
+  of friction does no work and every step lowers ``H`` about the rest point.
 - ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of ``configure``
   that drive the modes, as in Mamba; generation keeps the last ``conv - 1`` inputs per layer.
 - ``coupling``: the read-out fields are a learned rotation of pairs of modes (angle per pair, 0
@@ -76,7 +81,10 @@ from ..core import (
 )
 from .layers import GatedMLP, gpt2_init, log_uniform
 
-SOFTPLUS_ONE = math.log(math.expm1(1.0))  # softplus(SOFTPLUS_ONE) = 1
+# A byte's friction stays below this fraction of critical damping: Omega_t >= 0.045 omega keeps
+# the closed-form heat well conditioned (it divides by Omega_t^2; at 1e-13 omega, bytes driven
+# hard broke the float64 ledger by 1e40).
+CRITICAL = 0.999
 
 
 class CausalConv(nn.Conv1d):
@@ -143,7 +151,6 @@ class OscillatorBlock(nn.Module):
         chunk: int,
         dropout: float,
         input_friction: bool = False,
-        input_frequency: bool = False,
         conv: int = 0,
         coupling: bool = False,
     ) -> None:
@@ -153,11 +160,11 @@ class OscillatorBlock(nn.Module):
         if conv < 0:
             raise ValueError(f"conv must be >= 0, got {conv}")
         self.chunk, self.modes = chunk, modes
-        self.input_friction, self.input_frequency = input_friction, input_frequency
+        self.input_friction = input_friction
         self.norm1 = nn.LayerNorm(width)
         self.conv = CausalConv(width, conv) if conv else None
-        # source and step per mode, and the optional modulations of friction and frequency
-        self.coefficients = nn.Linear(width, (2 + input_friction + input_frequency) * modes)
+        # source and step per mode, and the optional friction
+        self.coefficients = nn.Linear(width, (2 + input_friction) * modes)
         # A spread of frequencies and damping times (log-uniform), as in S4D / LRU: each layer
         # sees the past at every scale from the last few bytes to far beyond the context.
         self.log_frequency = nn.Parameter(log_uniform(modes, *frequency_range))
@@ -181,8 +188,17 @@ class OscillatorBlock(nn.Module):
 
     @property
     def modulated(self) -> bool:
-        """Whether the bytes modulate friction or frequency (2x2 steps of ``(phi, pi)``)."""
-        return self.input_friction or self.input_frequency
+        """Whether the bytes set the friction (2x2 steps of ``(phi, pi)``)."""
+        return self.input_friction
+
+    def selective(self, z: Tensor, frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
+        """``(Omega_t, gamma_t)`` of bytes whose friction logits are ``z``: ``gamma_t = 2 omega r``
+        at the mode's stiffness ``omega^2``, ``Omega_t = omega sqrt(1 - r^2)``, with ``r =
+        CRITICAL sigmoid(z + z_0)`` and ``z_0`` giving the learned ``gamma`` at ``z = 0``."""
+        omega = stiffness(frequency, friction).sqrt()
+        z = z + torch.logit((friction / (2 * CRITICAL * omega)).clamp(max=CRITICAL))
+        r = CRITICAL * torch.sigmoid(z)
+        return omega * torch.sqrt((1 - r) * (1 + r)), 2 * omega * r
 
     def constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(Omega, gamma)`` in the precision of the dynamics."""
@@ -203,9 +219,7 @@ class OscillatorBlock(nn.Module):
         raw = self.coefficients(h).to(frequency.dtype).split(self.modes, dim=-1)
         rest, dt = raw[0] * gain, F.softplus(raw[1] + self.dt_bias)
         if self.input_friction:
-            friction = friction * F.softplus(raw[2] + SOFTPLUS_ONE)
-        if self.input_frequency:
-            frequency = frequency * F.softplus(raw[-1] + SOFTPLUS_ONE)
+            frequency, friction = self.selective(raw[2], frequency, friction)
         return rest, dt, frequency, friction
 
     def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -287,8 +301,8 @@ class OscillatorBlock(nn.Module):
         gain = drive_gain(self.dt_init, frequency, friction).to(weight.dtype)
         scale = torch.ones(weight.shape[0], dtype=weight.dtype, device=weight.device)
         scale = torch.cat([gain, scale[self.modes :]])
-        shift = torch.full_like(bias, SOFTPLUS_ONE)
-        shift[: self.modes], shift[self.modes : 2 * self.modes] = 0, self.dt_bias
+        shift = torch.zeros_like(bias)
+        shift[self.modes : 2 * self.modes] = self.dt_bias
         proj = self.proj.weight
         rotation = self.rotation(dtype)
         if rotation is None and not self.modulated:  # proj(T, L, phi, p) of (p^2, q, Re w, p)
@@ -333,11 +347,7 @@ class OscillatorBlock(nn.Module):
         raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
         rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            friction, frequency, k = c.friction, c.frequency, 2 * n
-            if self.input_friction:
-                friction, k = friction * F.softplus(raw[:, k : k + n]), k + n
-            if self.input_frequency:
-                frequency = frequency * F.softplus(raw[:, k:])
+            frequency, friction = self.selective(raw[:, 2 * n :], c.frequency, c.friction)
             m, offset = modulated_map(rest, dt, frequency, friction)
             phi, pi = modes.unbind(-1)
             phi, pi = m[0] * phi + m[1] * pi + offset[0], m[2] * phi + m[3] * pi + offset[1]
@@ -380,8 +390,8 @@ class OscillatorBlock(nn.Module):
             State(zero, zero, zero[:, 0]),
             per_step(dt),
             sources,
-            frequencies if self.input_frequency else None,
-            frictions if self.input_friction else None,
+            frequencies if self.modulated else None,
+            frictions if self.modulated else None,
             diagnostics=True,
         )
         produced = ledger.entropy[-1] - ledger.entropy[0]
@@ -405,7 +415,7 @@ class MetriplectorLM(nn.Module):
     """Next-byte logits ``(B, T, vocab_size)`` for byte sequences ``(B, T)``, any ``T``.
 
     Generation (``init_state`` / ``step``) carries each layer's modes, ``(layers, B, modes, 2)``
-    (``(phi, pi)`` with ``input_friction`` or ``input_frequency``, else the real and imaginary
+    (``(phi, pi)`` with ``input_friction``, else the real and imaginary
     part of their eigen coordinates) and, with ``conv``, the last ``conv - 1``
     inputs of each layer's convolution: O(1) per byte, no cache that grows.
 
@@ -424,8 +434,7 @@ class MetriplectorLM(nn.Module):
         chunk: steps per chunk of the parallel scan (speed only; results are the same).
         dropout: dropout on the embeddings and the residual branches.
         tie_weights: share the embedding with the output layer.
-        input_friction: each byte also scales each mode's decay rate (see the module docstring).
-        input_frequency: each byte also scales each mode's frequency (idem).
+        input_friction: each byte also sets each mode's friction (see the module docstring).
         conv: kernel of a causal depthwise convolution in front of the modes (0: none).
         coupling: read the modes out through a learned rotation of pairs (``modes`` even).
     """
@@ -444,7 +453,6 @@ class MetriplectorLM(nn.Module):
         dropout: float = 0.0,
         tie_weights: bool = True,
         input_friction: bool = False,
-        input_frequency: bool = False,
         conv: int = 0,
         coupling: bool = False,
     ) -> None:
@@ -463,7 +471,6 @@ class MetriplectorLM(nn.Module):
                 chunk,
                 dropout,
                 input_friction=input_friction,
-                input_frequency=input_frequency,
                 conv=conv,
                 coupling=coupling,
             )
