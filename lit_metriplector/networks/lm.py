@@ -124,6 +124,8 @@ class StepConstants:
     star: Tensor  # complex (C,): w* per unit rest point, 1/2 - i gamma / (4 Omega)
     chart: Tensor  # complex (C,): pi / omega = Re(2 lam / omega w)
     omega2: Tensor  # (C,)
+    omega: Tensor  # (C,)
+    offset: Tensor  # (C,): friction logit offset (friction_constants)
     rotation: tuple[Tensor, Tensor] | None  # (cos, sin) of the pair angles, with coupling
     # (D, kC) weight, with the rest columns times drive_gain; bias
     coefficients: tuple[Tensor, Tensor]
@@ -191,14 +193,18 @@ class OscillatorBlock(nn.Module):
         """Whether the bytes set the friction (2x2 steps of ``(phi, pi)``)."""
         return self.input_friction
 
-    def selective(self, z: Tensor, frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
+    def selective(self, z: Tensor, omega: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
         """``(Omega_t, gamma_t)`` of bytes whose friction logits are ``z``: ``gamma_t = 2 omega r``
-        at the mode's stiffness ``omega^2``, ``Omega_t = omega sqrt(1 - r^2)``, with ``r =
-        CRITICAL sigmoid(z + z_0)`` and ``z_0`` giving the learned ``gamma`` at ``z = 0``."""
-        omega = stiffness(frequency, friction).sqrt()
-        z = z + torch.logit((friction / (2 * CRITICAL * omega)).clamp(max=CRITICAL))
-        r = CRITICAL * torch.sigmoid(z)
+        at the mode's stiffness ``omega^2``, ``Omega_t = omega sqrt(1 - r^2)``, ``r = CRITICAL
+        sigmoid(z + offset)``; ``(omega, offset)`` from ``friction_constants``."""
+        r = CRITICAL * torch.sigmoid(z + offset)
         return omega * torch.sqrt((1 - r) * (1 + r)), 2 * omega * r
+
+    @staticmethod
+    def friction_constants(frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
+        """``omega`` and the logit offset that gives the learned ``gamma`` at ``z = 0``."""
+        omega = stiffness(frequency, friction).sqrt()
+        return omega, torch.logit((friction / (2 * CRITICAL * omega)).clamp(max=CRITICAL))
 
     def constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(Omega, gamma)`` in the precision of the dynamics."""
@@ -219,7 +225,9 @@ class OscillatorBlock(nn.Module):
         raw = self.coefficients(h).to(frequency.dtype).split(self.modes, dim=-1)
         rest, dt = raw[0] * gain, F.softplus(raw[1] + self.dt_bias)
         if self.input_friction:
-            frequency, friction = self.selective(raw[2], frequency, friction)
+            frequency, friction = self.selective(
+                raw[2], *self.friction_constants(frequency, friction)
+            )
         return rest, dt, frequency, friction
 
     def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -276,7 +284,7 @@ class OscillatorBlock(nn.Module):
             star = fixed_point(rest, frequency, friction)
             w = linear_recurrence(a, cmul(complement, star), self.chunk)
             phi, pi = from_eigen(w, frequency, friction)
-        omega2 = stiffness(frequency, friction)
+        omega2 = stiffness(*self.constants(dtype))  # the bytes' friction keeps it
         features = self.read(phi, pi, rest, omega2, self.rotation(dtype))
         report = self.report(rest, dt, frequency, friction) if diagnostics else None
         return self.update(x, features), report
@@ -305,7 +313,7 @@ class OscillatorBlock(nn.Module):
         shift[self.modes : 2 * self.modes] = self.dt_bias
         proj = self.proj.weight
         rotation = self.rotation(dtype)
-        if rotation is None and not self.modulated:  # proj(T, L, phi, p) of (p^2, q, Re w, p)
+        if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, Re w, p), see step
             energy, lagrangian, phi, momentum = proj.split(self.modes, dim=1)
             proj = torch.cat(
                 [0.5 * (energy + lagrangian), 2 * (energy - lagrangian), 2 * phi, momentum], 1
@@ -317,6 +325,8 @@ class OscillatorBlock(nn.Module):
             star=torch.complex(0.5 * torch.ones_like(frequency), -0.25 * friction / frequency),
             chart=2 * eigenvalue / omega2.sqrt(),
             omega2=omega2,
+            omega=omega2.sqrt(),
+            offset=self.friction_constants(frequency, friction)[1],
             rotation=rotation,
             coefficients=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
             proj=(proj.T.contiguous(), self.proj.bias),
@@ -347,22 +357,22 @@ class OscillatorBlock(nn.Module):
         raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
         rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            frequency, friction = self.selective(raw[:, 2 * n :], c.frequency, c.friction)
+            frequency, friction = self.selective(raw[:, 2 * n :], c.omega, c.offset)
             m, offset = modulated_map(rest, dt, frequency, friction)
             phi, pi = modes.unbind(-1)
             phi, pi = m[0] * phi + m[1] * pi + offset[0], m[2] * phi + m[3] * pi + offset[1]
             modes = torch.stack([phi, pi], -1)
-            features = self.read(phi, pi, rest, stiffness(frequency, friction), c.rotation)
+            real, p = 0.5 * phi, pi / c.omega  # as Re w and p of the fixed modes below
         else:
             w = torch.view_as_complex(modes)
             star = rest * c.star
             w = star + torch.exp(dt * c.eigenvalue) * (w - star)
             modes = torch.view_as_real(w)
             real, p = w.real, (w * c.chart).real
-            if c.rotation is None:
-                features = torch.cat([p * p, real * (real - rest), real, p], -1)
-            else:
-                features = self.read(2 * real, p * c.omega2.sqrt(), rest, c.omega2, c.rotation)
+        if c.rotation is None:
+            features = torch.cat([p * p, real * (real - rest), real, p], -1)
+        else:
+            features = self.read(2 * real, p * c.omega, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
         x = x + F.dropout(y, self.dropout.p, self.training)
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
