@@ -91,6 +91,7 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
     "modes": ("288 modes, MLP hidden 192", [f"{NET}modes=288", f"{NET}mlp_ratio=1.0"]),
     # The same trade for a model with "input" (stacked after it: its MLP ratio wins).
     "wide": ("240 modes, MLP hidden 201", [f"{NET}modes=240", f"{NET}mlp_ratio=1.05"]),
+    "wider": ("288 modes, MLP hidden 96", [f"{NET}modes=288", f"{NET}mlp_ratio=0.5"]),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 

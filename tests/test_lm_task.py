@@ -230,6 +230,7 @@ def test_network_vocabulary_must_match_the_data(tmp_path):
         "metriplector+input",
         "metriplector+conv+input+coupling",
         "metriplector+conv+input+wide",
+        "metriplector+input+wider",
         "metriplector+deep",
         "metriplector+modes",
     ],
