@@ -105,7 +105,8 @@ def modulated_map(
     with ``A = [[0, 1], [-omega^2, -gamma]]`` (``A + gamma/2 I`` squares to ``-Omega^2 I``) and
     the rest point ``rest = phi*``. ``M`` as ``(m00, m01, m10, m11)``; ``1 - exp(-gamma dt/2)
     cos(Omega dt)`` without cancellation, as in ``propagator``. Its gradients are written out
-    (``_ModulatedMap``): 1.6x faster than autograd through the formulas."""
+    (``_ModulatedMap``): 1.2x faster than autograd through the same formulas on a 16 x 256 x
+    192 batch, and free of its cancellation in ``d sinc / d Omega`` for slow modes."""
     inputs = (rest, torch.as_tensor(dt, dtype=rest.dtype, device=rest.device), frequency, friction)
     if not torch.is_grad_enabled():  # generation: no graph, no broadcast copies
         *m, c0, c1 = _map(*inputs)[0]
