@@ -21,6 +21,7 @@ Writes ``docs/benchmarks/sudoku_compute.json``, ``.md`` and ``.png``::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -76,20 +77,23 @@ def measure(network, sets, opts) -> list[dict]:
 
     for name, (puzzles, solutions) in sets.items():
         network.halt, network.rollouts = None, 1
-        scores, seconds = run(network, puzzles, solutions, opts.batch_size, opts.depth)
-        for n in (d for d in (8, 16, 32, 64, 128, 256, 512) if d <= opts.depth):
-            record("depth", name, n, scores, 1e3 * seconds * n / opts.depth)
-        network.halt = opts.halt
-        scores, seconds = run(network, puzzles, solutions, opts.batch_size, opts.depth)
-        record("halt", name, opts.depth, scores, 1e3 * seconds, halt=opts.halt)
-        network.halt = None
+        if not opts.only_breadth:
+            scores, seconds = run(network, puzzles, solutions, opts.batch_size, opts.depth)
+            for n in (d for d in (8, 16, 32, 64, 128, 256, 512) if d <= opts.depth):
+                record("depth", name, n, scores, 1e3 * seconds * n / opts.depth)
+            network.halt = opts.halt
+            scores, seconds = run(network, puzzles, solutions, opts.batch_size, opts.depth)
+            record("halt", name, opts.depth, scores, 1e3 * seconds, halt=opts.halt)
+            network.halt = None
         if name not in {set_name(s) for s in HARD_SETS}:
             continue
         part = (puzzles[: opts.breadth_size], solutions[: opts.breadth_size])
+        network.halt = opts.breadth_halt
         for rollouts in opts.rollouts:
             network.rollouts = rollouts
             scores, seconds = run(network, *part, opts.batch_size // rollouts, opts.breadth_depth)
             knobs = {"rollouts": rollouts, "noise": network.noise, "puzzles": len(part[0])}
+            knobs |= {"halt": opts.breadth_halt} if opts.breadth_halt else {}
             record("breadth", name, opts.breadth_depth, scores, 1e3 * seconds, **knobs)
         network.rollouts = 1  # the same puzzles with one rollout, for the comparison
         scores, seconds = run(network, *part, opts.batch_size, opts.breadth_depth)
@@ -154,6 +158,8 @@ def markdown(report: dict, name: str) -> str:
         "",
         f"![exact boards against milliseconds per puzzle]({name}.png)",
         "",
+        *(f"Rows of an earlier run: `{c}`." for c in report["earlier_commands"]),
+        "",
         "| set | setting | iterations | knobs | ms / puzzle | exact | cell accuracy |",
         "|---|---|---:|---|---:|---:|---:|",
     ]
@@ -183,6 +189,10 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--breadth-depth", type=int, default=64)
     parser.add_argument("--breadth-size", type=int, default=500, help="puzzles per breadth run")
+    parser.add_argument("--breadth-halt", type=int, help="halt of the breadth runs (none: off)")
+    parser.add_argument("--noise", type=float, help="initial-field noise of extra rollouts")
+    parser.add_argument("--only-breadth", action="store_true", help="skip depth and halting")
+    parser.add_argument("--also", type=Path, help="an earlier report's JSON to include")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "data_cache" / "sudoku")
     parser.add_argument("--name", default="sudoku_compute")
@@ -192,13 +202,22 @@ def main() -> None:
     checkpoint = torch.load(opts.checkpoint, map_location="cpu", weights_only=False)
     task.load_state_dict(checkpoint["state_dict"])
     network = task.network.eval()
+    if opts.noise is not None:
+        network.noise = opts.noise
     rows = measure(network, load_sets(opts), opts)
+    if opts.also:  # an earlier run of the same checkpoint, reported in one table with these
+        earlier = json.loads(opts.also.read_text())
+        rows = earlier["rows"] + rows
+        report_commands = [earlier["command"]]
+    else:
+        report_commands = []
     report = {
         **provenance(),
         "checkpoint": str(opts.checkpoint),
         "trained_steps": checkpoint["global_step"],
         "batch_size": opts.batch_size,
         "rows": rows,
+        "earlier_commands": report_commands,
     }
     plot(rows, DOCS / f"{opts.name}.png")
     write_results(opts.name, report, markdown(report, opts.name))
