@@ -250,6 +250,10 @@ def test_guesses_rate_what_singles_do_not_solve():
     clash[1] = clash[0]
     assert guesses(clash) == -1
     assert guesses(puzzle) >= 0
+    # hand-picked: the classic newspaper example falls to singles; Inkala's "hardest" does not
+    easy = "530070000600195000098000060800060003400803001700020006060000280000419005000080079"
+    assert guesses(np.array([int(c) for c in easy])) == 0
+    assert guesses(np.array([int(c) for c in HARD])) == 320
 
 
 def test_hard_puzzles_are_minimal_and_need_a_guess():

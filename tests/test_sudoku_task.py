@@ -202,6 +202,27 @@ def test_rollouts_pick_the_most_confident_and_the_first_is_the_plain_one():
         small_net(rollouts=0)
 
 
+def test_breadth_never_reads_the_rules(monkeypatch):
+    """Rollouts are chosen by the network's own confidence: with every piece of Sudoku
+    knowledge the package has made to fail, breadth still runs and picks the same answer."""
+    from lit_metriplector.datasets.sudoku import solver, structure
+
+    _, breadth = twin_nets(rollouts=3, noise=1.0)
+    p, _ = puzzles(4)
+    with torch.no_grad():
+        expected, _ = breadth.iterate(p, 3)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("breadth read the Sudoku rules")
+
+    for module in (structure, solver):
+        for name in dir(module):
+            if callable(getattr(module, name)) and not name.startswith("__"):
+                monkeypatch.setattr(module, name, forbidden)
+    with torch.no_grad():
+        assert torch.equal(breadth.iterate(p, 3)[0], expected)
+
+
 def test_network_shapes_and_iterations():
     torch.manual_seed(0)  # the drift bound below holds for typical weights, not for any
     net = small_net().eval()
