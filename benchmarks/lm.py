@@ -92,6 +92,7 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
     # The same trade for a model with "input" (stacked after it: its MLP ratio wins).
     "wide": ("240 modes, MLP hidden 201", [f"{NET}modes=240", f"{NET}mlp_ratio=1.05"]),
     "wider": ("288 modes, MLP hidden 96", [f"{NET}modes=288", f"{NET}mlp_ratio=0.5"]),
+    "widest": ("320 modes, MLP hidden 19", [f"{NET}modes=320", f"{NET}mlp_ratio=0.1"]),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 
