@@ -3,7 +3,7 @@
 Models (``--models``), each trained through its shipped config (matched parameter counts, the
 same recipe, the same data order)::
 
-    metriplector       configs/lm.yaml             damped oscillator modes
+    metriplector       configs/lm.yaml, plain      damped oscillator modes (+ changes: see FEATURES)
     gpt                configs/lm_gpt.yaml         nanoGPT-style transformer
     modern_gpt         configs/lm_modern_gpt.yaml  RMSNorm, rotary positions, SwiGLU, no biases
     modern_gpt_untied  the same, untied output layer (the MLP trimmed to the same count)
@@ -57,8 +57,11 @@ from lit_metriplector.modules.base import count_parameters
 
 CORPUS = ROOT.parent / "shared" / "data" / "english"
 NET = "--model.init_args.network.init_args."
+# The plain Metriplector LM: configs/lm.yaml without its selective modes (the changes below
+# stack on it; "metriplector+input+wider" is lm.yaml as shipped).
+PLAIN = [f"{NET}input_friction=false", f"{NET}modes=192", f"{NET}mlp_ratio=2.0"]
 CONFIGS: dict[str, tuple[str, list[str]]] = {
-    "metriplector": ("lm.yaml", []),
+    "metriplector": ("lm.yaml", PLAIN),
     "gpt": ("lm_gpt.yaml", []),
     "modern_gpt": ("lm_modern_gpt.yaml", []),
     "modern_gpt_untied": (

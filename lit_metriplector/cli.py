@@ -52,10 +52,10 @@ Metriplector for PyTorch Lightning: the input configures a physical system and i
 dynamics is the computation.
 
 Tasks (--model): MazeTask, LMTask, SudokuTask, ClassificationTask; networks in
-lit_metriplector.networks. Shipped configs (configs/ in the repository): maze.yaml, lm.yaml,
-lm_selective.yaml, lm_gpt.yaml, lm_modern_gpt.yaml, lm_lru.yaml, sudoku.yaml, sudoku_rrn.yaml,
-fashion_mnist.yaml, cifar10.yaml, cifar100.yaml and their baselines; trainer overlays in
-configs/trainer/ (bf16, ddp, debug).
+lit_metriplector.networks. Shipped configs (configs/ in the repository): maze.yaml,
+maze_loops.yaml, lm.yaml, lm_gpt.yaml, lm_modern_gpt.yaml, lm_lru.yaml, sudoku.yaml,
+sudoku_rrn.yaml, sudoku_gpu.yaml, fashion_mnist.yaml, cifar10.yaml, cifar100.yaml and their
+baselines; trainer overlays in configs/trainer/ (bf16, ddp, debug).
 
   lit-metriplector fit --config configs/maze.yaml
   lit-metriplector test --config configs/maze.yaml --ckpt_path last

@@ -60,13 +60,6 @@ TINY = {
         "--model.init_args.max_new_bytes=8",
         *TINY_TEXT,
     ],
-    "lm_selective": [
-        "--model.init_args.network.init_args.width=16",
-        "--model.init_args.network.init_args.layers=1",
-        "--model.init_args.network.init_args.modes=4",
-        "--model.init_args.max_new_bytes=8",
-        *TINY_TEXT,
-    ],
     "lm_gpt": [
         "--model.init_args.network.init_args.block_size=16",
         "--model.init_args.network.init_args.layers=1",
