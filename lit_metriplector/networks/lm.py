@@ -21,18 +21,17 @@ by construction.
 
 Options (all off by default; off, the model, its parameters and its ``state_dict`` are as before):
 
-- ``input_friction``: byte ``t`` also sets each mode's friction, ``gamma_t = 2 omega r_t`` with
-  ``r_t = 0.999 sigmoid(z_t + z_0)`` (``z_0`` gives the learned ``gamma`` at zero input; the 0.999
-  is ``CRITICAL``), at the mode's fixed
-  stiffness ``omega^2``: step ``t`` holds the oscillator ``(Omega_t, gamma_t, rho_t)`` with
-  ``Omega_t = sqrt(omega^2 - gamma_t^2/4)``, underdamped whatever the byte. With the byte's step
-  ``dt_t`` this sets both how far a mode turns (``Omega_t dt_t``) and how much it keeps
-  (``exp(-gamma_t dt_t/2)``). Its eigenvectors ``(1, lam_t)`` change with the byte, so each step
-  is an exact real 2x2 affine map of ``(phi, pi)`` (``modulated_map``), scanned by
-  ``matrix_recurrence``; the ledger is the core's ``modulated_rollout``. The stiffness stays
-  fixed because switching it does work on the modes: with ``omega^2`` set per byte too, training
-  diverged in its first steps (``H`` of a layer reached 1e23, parametric pumping), while a switch
-  of friction does no work and every step lowers ``H`` about the rest point.
+- ``input_friction``: byte ``t`` also sets each mode's friction at its fixed stiffness
+  ``omega^2``, ``gamma_t = 2 omega r_t`` with ``r_t = CRITICAL sigmoid(z_t + z_0)`` (``z_0``
+  gives the learned ``gamma`` at zero input): step ``t`` holds the oscillator ``(Omega_t,
+  gamma_t, rho_t)`` with ``Omega_t = sqrt(omega^2 - gamma_t^2/4)``, underdamped whatever the
+  byte. With the byte's step ``dt_t`` this sets both how far a mode turns (``Omega_t dt_t``) and
+  how much it keeps (``exp(-gamma_t dt_t/2)``). Its eigenvectors ``(1, lam_t)`` change with the
+  byte, so each step is an exact real 2x2 affine map of ``(phi, pi)`` (``modulated_map``),
+  scanned by ``matrix_recurrence``; the ledger is the core's ``modulated_rollout``. The stiffness
+  stays fixed because switching it does work on the modes: with ``omega^2`` set per byte too,
+  training diverged in its first steps (``H`` of a layer reached 1e23, parametric pumping), while
+  a switch of friction does no work and every step lowers ``H`` about the rest point.
 - ``conv``: a causal depthwise convolution of this many bytes (then SiLU) in front of ``configure``
   that drive the modes, as in Mamba; generation keeps the last ``conv - 1`` inputs per layer.
 - ``coupling``: the read-out fields are a learned rotation of pairs of modes (angle per pair, 0
