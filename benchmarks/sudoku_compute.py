@@ -35,7 +35,6 @@ from lit_metriplector.metrics.sudoku import iteration_scores
 
 TEST_SEED = 2000  # SudokuDataModule's seed offset of the test split (seed 0)
 SETS = ["36", "30", "22-25:minimal", "22-25:hard"]
-HARD_SETS = ["22-25:minimal", "22-25:hard"]  # where breadth is tried
 
 
 def load_sets(opts: argparse.Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -85,7 +84,7 @@ def measure(network, sets, opts) -> list[dict]:
             scores, seconds = run(network, puzzles, solutions, opts.batch_size, opts.depth)
             record("halt", name, opts.depth, scores, 1e3 * seconds, halt=opts.halt)
             network.halt = None
-        if name not in {set_name(s) for s in HARD_SETS}:
+        if name not in {set_name(s) for s in opts.breadth_sets}:
             continue
         part = (puzzles[: opts.breadth_size], solutions[: opts.breadth_size])
         network.halt = opts.breadth_halt
@@ -190,6 +189,7 @@ def main() -> None:
     parser.add_argument("--breadth-depth", type=int, default=64)
     parser.add_argument("--breadth-size", type=int, default=500, help="puzzles per breadth run")
     parser.add_argument("--breadth-halt", type=int, help="halt of the breadth runs (none: off)")
+    parser.add_argument("--breadth-sets", nargs="+", default=["22-25:minimal", "22-25:hard"])
     parser.add_argument("--noise", type=float, help="initial-field noise of extra rollouts")
     parser.add_argument("--only-breadth", action="store_true", help="skip depth and halting")
     parser.add_argument("--also", type=Path, help="an earlier report's JSON to include")
