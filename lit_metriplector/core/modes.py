@@ -320,11 +320,9 @@ def exact_rollout(
     elif isinstance(dt, Tensor):
         dt = dt.reshape((1,) * (len(shape) - dt.dim()) + dt.shape).unsqueeze(1)
     source = torch.zeros_like(state.phi) if system.source is None else system.source
-    initial = torch.broadcast_to(source, shape).unsqueeze(1)  # rho before the first step
-    if sources is None:
-        rho = initial.expand(shape[0], steps, *shape[1:])
-    else:
-        rho = torch.stack([torch.broadcast_to(x, shape) for x in sources[:steps]], 1)
+    source = torch.broadcast_to(source, shape)  # rho before the first step
+    rho = _per_step(sources, shape, steps, "sources", source)
+    initial = source.unsqueeze(1)
     frequency, friction, stiffness = (x.unsqueeze(1) for x in (frequency, friction, stiffness))
     rest = rho / stiffness
     a, b = exact_map(rest, dt, frequency, friction)
@@ -353,11 +351,19 @@ def exact_rollout(
     return final, Diagnostics(hamiltonian, energy, entropy, work)
 
 
-def _per_step(x: Tensor, shape: torch.Size, steps: int, what: str) -> Tensor:
+def _per_step(
+    x: Sequence[Tensor] | Tensor | None,
+    shape: torch.Size,
+    steps: int,
+    what: str,
+    default: Tensor | None = None,
+) -> Tensor:
     """A per-step tensor ``(steps, ...)`` broadcasting against fields ``shape`` -> ``(B, steps,
-    C, *sites)``."""
-    if x.shape[0] < steps:
-        raise ValueError(f"{x.shape[0]} {what} given for {steps} steps")
+    C, *sites)``; ``None``: ``default`` (shaped like the fields) at every step."""
+    if x is None:
+        return default.unsqueeze(1).expand(shape[0], steps, *shape[1:])
+    if len(x) < steps:
+        raise ValueError(f"{len(x)} {what} given for {steps} steps")
     return torch.stack([torch.broadcast_to(v, shape) for v in x[:steps]], 1)
 
 
@@ -399,16 +405,8 @@ def modulated_rollout(
     shape, steps = state.phi.shape, len(sources)
     rho = _per_step(sources, shape, steps, "sources")
     dt = _per_step(dt, shape, steps, "step sizes")
-    frequency = (
-        _per_step(frequencies, shape, steps, "frequencies")
-        if frequencies is not None
-        else frequency0.unsqueeze(1).expand_as(rho)
-    )
-    friction = (
-        _per_step(frictions, shape, steps, "frictions")
-        if frictions is not None
-        else friction0.unsqueeze(1).expand_as(rho)
-    )
+    frequency = _per_step(frequencies, shape, steps, "frequencies", frequency0)
+    friction = _per_step(frictions, shape, steps, "frictions", friction0)
     if bool((frequency <= 0).any()) or bool((friction < 0).any()):
         raise ValueError("modulated modes need frequencies > 0 and frictions >= 0")
     omega2 = stiffness(frequency, friction)

@@ -424,9 +424,9 @@ class MetriplectorLM(nn.Module):
     """Next-byte logits ``(B, T, vocab_size)`` for byte sequences ``(B, T)``, any ``T``.
 
     Generation (``init_state`` / ``step``) carries each layer's modes, ``(layers, B, modes, 2)``
-    (``(phi, pi)`` with ``input_friction``, else the real and imaginary
-    part of their eigen coordinates) and, with ``conv``, the last ``conv - 1``
-    inputs of each layer's convolution: O(1) per byte, no cache that grows.
+    (``(phi, pi)`` with ``input_friction``, else the real and imaginary part of their eigen
+    coordinates) and, with ``conv``, the last ``conv - 1`` inputs of each layer's convolution:
+    O(1) per byte, no cache that grows.
 
     Args:
         vocab_size: number of distinct tokens (256 for bytes).
