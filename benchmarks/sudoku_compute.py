@@ -29,26 +29,26 @@ import torch
 from common import DOCS, ROOT, provenance, run_line, write_results
 
 from lit_metriplector.cli import build_from_config
-from lit_metriplector.datamodules.sudoku import parse_set, set_name
-from lit_metriplector.datasets.sudoku import load_or_generate, read_puzzles
+from lit_metriplector.datamodules import SudokuDataModule
+from lit_metriplector.datamodules.sudoku import set_name
 from lit_metriplector.metrics.sudoku import iteration_scores
 
-TEST_SEED = 2000  # SudokuDataModule's seed offset of the test split (seed 0)
 SETS = ["36", "30", "22-25:minimal", "22-25:hard"]
 
 
 def load_sets(opts: argparse.Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    sets = {}
-    for spec in opts.sets:
-        givens, kind = parse_set(spec)
-        puzzles, solutions = load_or_generate(
-            opts.cache_dir, opts.test_size, givens, TEST_SEED, kind=kind, label="test"
-        )
-        sets[set_name(spec)] = (torch.from_numpy(puzzles), torch.from_numpy(solutions))
-    for file in opts.test_file:
-        puzzles, solutions = read_puzzles(file)
-        sets[file.stem] = (torch.from_numpy(puzzles), torch.from_numpy(solutions))
-    return sets
+    """The test sets as the recipe's ``test`` stage builds them (same seeds, same cache)."""
+    data = SudokuDataModule(
+        test_sets=opts.sets,
+        test_size=opts.test_size,
+        test_files=[str(f) for f in opts.test_file] or None,
+        cache_dir=str(opts.cache_dir),
+    )
+    data.setup("test")
+    return {
+        name: (dataset.puzzles, dataset.solutions)
+        for name, dataset in zip(data.test_names, data.test_sets, strict=True)
+    }
 
 
 def run(network, puzzles, solutions, batch_size: int, iterations: int) -> tuple[dict, float]:

@@ -18,14 +18,8 @@ GUARD=${GUARD:-00:00:04:00}   # max_time per model: the run stops here whatever 
 CORPUS=${CORPUS:-../shared/data/english}
 OUT=${OUT:-runs/gpu_lm}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
-{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
-  git log -1 --format='commit %h %s' 2>/dev/null || true
+source "$(dirname "$0")/common.sh"
+{ machine
   echo "$STEPS steps of $BATCH x 256 bytes, guard $GUARD a model"; } > "$OUT/summary.txt"
 for config in lm lm_lru; do
   start=$(date +%s)

@@ -18,17 +18,11 @@ TEST_SIZE=${TEST_SIZE:-1000}
 TRAIN_SIZE=${TRAIN_SIZE:-200000}
 OUT=${OUT:-runs/gpu_sudoku}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+source "$(dirname "$0")/common.sh"
 CONFIG=(--config configs/sudoku_gpu.yaml
         "--data.init_args.train_sets=[\"22-44\",\"22-25:minimal\",\"22-25:hard\"]"
         --data.init_args.train_size="$TRAIN_SIZE" --data.init_args.test_size="$TEST_SIZE")
-{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
-  git log -1 --format='commit %h %s' 2>/dev/null || true; } > "$OUT/summary.txt"
+{ machine; } > "$OUT/summary.txt"
 
 start=$(date +%s)
 $PY -m lit_metriplector fit "${CONFIG[@]}" --trainer.max_steps="$STEPS" \
