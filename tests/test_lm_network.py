@@ -15,6 +15,7 @@ from lit_metriplector.core.modes import (
     from_eigen,
     mode_system,
     modulated_map,
+    modulated_step,
     propagator,
     stiffness,
     to_eigen,
@@ -361,6 +362,20 @@ def test_modulated_map_gradient_in_closed_form():
             assert torch.equal(x, y)
 
 
+def test_modulated_step_is_the_map_applied():
+    """Generation's step (one complex product in the step's eigen coordinate) equals the affine
+    map, near-critical and slow modes included."""
+    frequency, friction, dt, source = random_modes(12)
+    rest = source / stiffness(frequency, friction)
+    g = torch.Generator().manual_seed(5)
+    phi, pi = torch.randn(2, 12, dtype=torch.float64, generator=g)
+    m, c = modulated_map(rest, dt, frequency, friction)
+    expected = (m[0] * phi + m[1] * pi + c[0], m[2] * phi + m[3] * pi + c[1])
+    lam = (-0.5 * friction, frequency)
+    for x, y in zip(modulated_step(phi, pi, rest, dt, lam), expected, strict=True):
+        assert torch.allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
 def test_modulated_blocks_run_the_bytes_oscillators_and_report_the_core_ledger():
     model = perturbed(input_friction=True, coupling=True)
     idx = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(3))
@@ -394,13 +409,16 @@ def test_byte_friction_keeps_the_stiffness_underdamped_and_the_modes_bounded():
     block = model.blocks[0]
     frequency, friction = block.constants(torch.float64)
     z = torch.linspace(-30, 30, 61, dtype=torch.float64)[:, None].expand(61, 6)
-    constants = block.friction_constants(frequency, friction)
-    frequency_t, friction_t = block.selective(z, *constants)
+    omega, offset = block.friction_constants(frequency, friction)
+    decay, frequency_t = block.selective(z + offset, omega)
+    friction_t = -2 * decay
     omega2 = stiffness(frequency, friction).expand_as(z)
     assert torch.allclose(stiffness(frequency_t, friction_t), omega2, rtol=1e-12)
     assert (frequency_t > 0).all() and (friction_t > 0).all()
-    learned = block.selective(torch.zeros_like(frequency), *constants)
-    assert torch.allclose(torch.stack(learned), torch.stack([frequency, friction]), rtol=1e-12)
+    learned = block.selective(offset, omega)
+    assert torch.allclose(
+        torch.stack(learned), torch.stack([-0.5 * friction, frequency]), rtol=1e-12
+    )
     with torch.no_grad():  # bytes that throw the frictions far: no work is done by them
         for block in model.blocks:
             block.coefficients.weight.mul_(100)

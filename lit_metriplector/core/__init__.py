@@ -27,6 +27,7 @@ from .modes import (
     mode_system,
     modulated_map,
     modulated_rollout,
+    modulated_step,
     propagator,
     stiffness,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "mode_system",
     "modulated_map",
     "modulated_rollout",
+    "modulated_step",
     "noether_charges",
     "on_shortest_paths",
     "pointwise",

@@ -115,6 +115,24 @@ def modulated_map(
     return tuple(m), (c0, c1)
 
 
+def modulated_step(
+    phi: Tensor, pi: Tensor, rest: Tensor, dt: Tensor, lam: Complex
+) -> tuple[Tensor, Tensor]:
+    """``modulated_map`` applied to one state, for generation (no gradient), with the step's
+    eigenvalue ``lam = (-gamma/2, Omega)`` (``eigenvalue``): in the step's own eigen coordinate
+    ``zeta = pi - conj(lam) u`` of the displacement ``u = phi - phi*``, ``d zeta/dt = lam zeta``
+    (``lam + conj(lam) = -gamma``, ``lam conj(lam) = omega^2``), so the step is one complex
+    product, and ``u = Im zeta / Omega``, ``pi = Re zeta - gamma/2 u``. A third of the kernels
+    of forming ``M`` and applying it (at batch 1 the count of kernels sets the speed)."""
+    decay, frequency = lam
+    u = phi - rest
+    zeta = torch.complex(torch.addcmul(pi, decay, u, value=-1), frequency * u)
+    # exp(lam dt) as polar(|a|, Omega dt): a third of the time of a complex exp on CPU
+    zeta = torch.view_as_real(zeta * torch.polar(torch.exp(decay * dt), frequency * dt))
+    u = zeta[..., 1] / frequency
+    return u + rest, torch.addcmul(zeta[..., 0], decay, u)
+
+
 def _map(rest: Tensor, dt: Tensor, frequency: Tensor, friction: Tensor):
     """``modulated_map``'s ``(m00, m01, m10, m11, c0, c1)``, and what its gradient needs:
     ``exp(-gamma dt/2)``, ``cos(Omega dt)``, ``sin(Omega dt)/Omega``, ``1 - m00`` and ``m10``."""

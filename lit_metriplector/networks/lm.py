@@ -49,8 +49,8 @@ work ``W`` of the switches, so that ``H + S - W`` is conserved to rounding.
 
 Generation (``step``) precomputes the constants of every block once per set of weights (cached
 until a parameter changes, under ``no_grad``), folds the drive gain, step bias and readout
-factors into pre-transposed weights and runs the modes as complex numbers: about 30 kernels per
-layer and byte.
+factors into pre-transposed weights and runs the modes as complex numbers: 30 to 45 kernels per
+layer and byte (at batch 1 their count, not their arithmetic, sets the speed).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ from ..core import (
     mode_system,
     modulated_map,
     modulated_rollout,
+    modulated_step,
     propagator,
     stiffness,
 )
@@ -124,9 +125,9 @@ class StepConstants:
     chart: Tensor  # complex (C,): pi / omega = Re(2 lam / omega w)
     omega2: Tensor  # (C,)
     omega: Tensor  # (C,)
-    offset: Tensor  # (C,): friction logit offset (friction_constants)
     rotation: tuple[Tensor, Tensor] | None  # (cos, sin) of the pair angles, with coupling
-    # (D, kC) weight, with the rest columns times drive_gain; bias
+    # (D, kC) weight, with the rest columns times drive_gain; bias, with the step bias and the
+    # friction logits' offset (friction_constants)
     coefficients: tuple[Tensor, Tensor]
     proj: tuple[Tensor, Tensor]  # (4C, D) weight acting on (p^2, q, Re w, p) (see step); bias
     up: Tensor  # (D, 2H)
@@ -177,7 +178,12 @@ class OscillatorBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width)
         self.mlp = GatedMLP(width, int(mlp_ratio * width), dropout)
         self.dropout = nn.Dropout(dropout)
-        self._cache: tuple[tuple, StepConstants] | None = None
+        self._cache: tuple[list, StepConstants] | None = None
+        self._step_parameters: list[nn.Parameter] | None = None
+
+    def _apply(self, fn, recurse=True):  # conversions may replace the parameters
+        self._cache = self._step_parameters = None
+        return super()._apply(fn, recurse)
 
     @property
     def frequency(self) -> Tensor:
@@ -192,12 +198,14 @@ class OscillatorBlock(nn.Module):
         """Whether the bytes set the friction (2x2 steps of ``(phi, pi)``)."""
         return self.input_friction
 
-    def selective(self, z: Tensor, omega: Tensor, offset: Tensor) -> tuple[Tensor, Tensor]:
-        """``(Omega_t, gamma_t)`` of bytes whose friction logits are ``z``: ``gamma_t = 2 omega r``
-        at the mode's stiffness ``omega^2``, ``Omega_t = omega sqrt(1 - r^2)``, ``r = CRITICAL
-        sigmoid(z + offset)``; ``(omega, offset)`` from ``friction_constants``."""
-        r = CRITICAL * torch.sigmoid(z + offset)
-        return omega * torch.sqrt((1 - r) * (1 + r)), 2 * omega * r
+    @staticmethod
+    def selective(z: Tensor, omega: Tensor) -> tuple[Tensor, Tensor]:
+        """The eigenvalue ``lam_t = (-gamma_t/2, Omega_t)`` of bytes whose friction logits are
+        ``z`` (with the offset of ``friction_constants``): ``gamma_t = 2 omega r``, ``r = CRITICAL
+        sigmoid(z)``, at the mode's stiffness ``omega^2``: ``Omega_t^2 = omega^2 - gamma_t^2/4``,
+        factored so that it keeps its digits near critical damping."""
+        decay = torch.sigmoid(z) * omega * -CRITICAL
+        return decay, torch.sqrt((omega + decay) * (omega - decay))
 
     @staticmethod
     def friction_constants(frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,9 +232,9 @@ class OscillatorBlock(nn.Module):
         raw = self.coefficients(h).to(frequency.dtype).split(self.modes, dim=-1)
         rest, dt = raw[0] * gain, F.softplus(raw[1] + self.dt_bias)
         if self.input_friction:
-            frequency, friction = self.selective(
-                raw[2], *self.friction_constants(frequency, friction)
-            )
+            omega, offset = self.friction_constants(frequency, friction)
+            decay, frequency = self.selective(raw[2] + offset, omega)
+            friction = -2 * decay
         return rest, dt, frequency, friction
 
     def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -294,10 +302,9 @@ class OscillatorBlock(nn.Module):
         """The parameters' share of ``step`` for modes in precision ``dtype``, computed once and
         kept while no parameter changes (under ``no_grad``; with autograd on they are recomputed,
         so that gradients reach the parameters)."""
-        params = [self.log_frequency, self.log_friction, self.pair_angle, self.coefficients.weight]
-        params += [self.coefficients.bias, self.proj.weight, self.proj.bias, self.mlp.up.weight]
-        params += [self.mlp.down.weight]
-        key = (dtype, *((p.data_ptr(), p._version) for p in params if p is not None))
+        if self._step_parameters is None:  # module attribute lookups would cost ~20 us a byte
+            self._step_parameters = [p for p in self.parameters() if p is not None]
+        key = [dtype] + [(p.data_ptr(), p._version) for p in self._step_parameters]
         cache = not torch.is_grad_enabled()
         if cache and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -310,12 +317,15 @@ class OscillatorBlock(nn.Module):
         scale = torch.cat([gain, scale[self.modes :]])
         shift = torch.zeros_like(bias)
         shift[self.modes : 2 * self.modes] = self.dt_bias
+        if self.input_friction:
+            shift[2 * self.modes :] = self.friction_constants(frequency, friction)[1]
         proj = self.proj.weight
         rotation = self.rotation(dtype)
-        if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, Re w, p), see step
+        if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, m, p), see step
             energy, lagrangian, phi, momentum = proj.split(self.modes, dim=1)
+            k_q, k_m = (0.5, 1) if self.modulated else (2, 2)  # V / omega^2 = k_q q, phi = k_m m
             proj = torch.cat(
-                [0.5 * (energy + lagrangian), 2 * (energy - lagrangian), 2 * phi, momentum], 1
+                [0.5 * (energy + lagrangian), k_q * (energy - lagrangian), k_m * phi, momentum], 1
             )
         constants = StepConstants(
             frequency=frequency,
@@ -325,7 +335,6 @@ class OscillatorBlock(nn.Module):
             chart=2 * eigenvalue / omega2.sqrt(),
             omega2=omega2,
             omega=omega2.sqrt(),
-            offset=self.friction_constants(frequency, friction)[1],
             rotation=rotation,
             coefficients=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
             proj=(proj.T.contiguous(), self.proj.bias),
@@ -343,10 +352,12 @@ class OscillatorBlock(nn.Module):
         convolution's window (None without ``conv``). The modes are ``(phi, pi)`` when modulated,
         else the real and imaginary parts of their eigen coordinates ``w``.
 
-        The same dynamics and readout as ``forward``, in fewer and larger operations. Without
-        modulation: ``w <- w* + a (w - w*)`` with ``a = exp(lam dt)``; with ``phi = 2 Re w``, ``p
-        = pi / omega``, ``q = Re w (Re w - rest)``, the features ``(T00, L) / omega^2 = p^2/2 +-
-        2 q`` and ``phi`` are linear in ``(p^2, q, Re w)``, so the projection acts on those."""
+        The same dynamics and readout as ``forward``, in fewer and larger operations (their count
+        bounds the speed at batch 1). Modulated: ``modulated_step``. Otherwise ``w <- w* + a (w -
+        w*)`` with ``a = exp(lam dt)``. With ``p = pi / omega``, ``m = phi`` and ``q = m (m - 2
+        rest)`` (modulated) or ``m = Re w = phi / 2`` and ``q = m (m - rest)``, the features
+        ``(T00, L) / omega^2 = p^2/2 +- V / omega^2`` and ``phi`` are linear in ``(p^2, q, m)``
+        (``V / omega^2 = q / 2`` or ``2 q``), so the projection acts on those."""
         c = self.step_constants(modes.dtype)
         norm1, norm2, n = self.norm1, self.norm2, self.modes
         h = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
@@ -356,28 +367,29 @@ class OscillatorBlock(nn.Module):
         raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
         rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            frequency, friction = self.selective(raw[:, 2 * n :], c.omega, c.offset)
-            m, offset = modulated_map(rest, dt, frequency, friction)
-            phi, pi = modes.unbind(-1)
-            phi, pi = m[0] * phi + m[1] * pi + offset[0], m[2] * phi + m[3] * pi + offset[1]
+            lam = self.selective(raw[:, 2 * n :], c.omega)
+            phi, pi = modulated_step(*modes.unbind(-1), rest, dt, lam)
             modes = torch.stack([phi, pi], -1)
-            real, p = 0.5 * phi, pi / c.omega  # as Re w and p of the fixed modes below
+            m, p = phi, pi / c.omega
+            q = m * torch.sub(m, rest, alpha=2)
         else:
             w = torch.view_as_complex(modes)
             star = rest * c.star
             w = star + torch.exp(dt * c.eigenvalue) * (w - star)
             modes = torch.view_as_real(w)
-            real, p = w.real, (w * c.chart).real
+            m, p = w.real, (w * c.chart).real
+            q = m * (m - rest)
         if c.rotation is None:
-            features = torch.cat([p * p, real * (real - rest), real, p], -1)
+            features = torch.cat([p * p, q, m, p], -1)
         else:
-            features = self.read(2 * real, p * c.omega, rest, c.omega2, c.rotation)
+            phi = m if self.modulated else 2 * m
+            features = self.read(phi, p * c.omega, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
-        x = x + F.dropout(y, self.dropout.p, self.training)
+        x = x + (self.dropout(y) if self.training else y)  # a call saved per byte and layer
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         gate, value = (h @ c.up).chunk(2, dim=-1)
         y = (F.silu(gate) * value) @ c.down
-        return x + F.dropout(y, self.dropout.p, self.training), modes, window
+        return x + (self.dropout(y) if self.training else y), modes, window
 
     @torch.no_grad()
     def report(
