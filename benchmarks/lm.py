@@ -86,6 +86,8 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
         [f"{NET}input_friction=true", f"{NET}mlp_ratio=1.6667"],
     ),
     "coupling": ("rotation coupling pairs of modes", [f"{NET}coupling=true"]),
+    # Speed only (the same numbers): the element-wise kernels compiled (MetriplectorLM.compile).
+    "compiled": ("compiled kernels", ["--model.init_args.compile=true"]),
     # Other splits of the same parameters (each sets mlp_ratio: not to be stacked with "input").
     "deep": (
         "6 layers of width 160, 160 modes",
@@ -189,9 +191,12 @@ def load_runs(opts: argparse.Namespace) -> list[dict]:
 
 
 def build(name: str) -> torch.nn.Module:
-    """The network of a model's config (untrained; speed does not depend on the weights)."""
+    """The network of a model's config (untrained; speed does not depend on the weights),
+    compiled as ``fit`` would compile it."""
     config, extra = config_of(name)
-    return build_from_config(ROOT / "configs" / config, *extra)[0].network
+    model = build_from_config(ROOT / "configs" / config, *extra)[0]
+    model.configure_model()
+    return model.network
 
 
 def load_step_before(rev: str) -> type:

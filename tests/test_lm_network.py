@@ -21,7 +21,12 @@ from lit_metriplector.core.modes import (
     to_eigen,
 )
 from lit_metriplector.core.scan import cadd, cmul, linear_recurrence
-from lit_metriplector.networks.lm import MetriplectorLM
+from lit_metriplector.networks.lm import (
+    MetriplectorLM,
+    friction_constants,
+    readout,
+    selective,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -313,7 +318,7 @@ def test_coupled_readout_is_the_core_energy_of_the_rotated_fields():
     omega2 = stiffness(frequency, friction)
     phi_n, pi_n, rest_n = torch.randn(3, 4, 6, dtype=torch.float64)
     rotation = block.rotation(torch.float64)
-    features = block.read(phi_n, pi_n, rest_n, omega2, rotation)
+    features = readout(phi_n, pi_n, rest_n, omega2, rotation)
     eye = torch.eye(6, dtype=torch.float64)
     rotate = rotate_pairs(eye, *rotation).T  # R, column k = R e_k
     k = rotate @ torch.diag(omega2) @ rotate.T
@@ -409,13 +414,13 @@ def test_byte_friction_keeps_the_stiffness_underdamped_and_the_modes_bounded():
     block = model.blocks[0]
     frequency, friction = block.constants(torch.float64)
     z = torch.linspace(-30, 30, 61, dtype=torch.float64)[:, None].expand(61, 6)
-    omega, offset = block.friction_constants(frequency, friction)
-    decay, frequency_t = block.selective(z + offset, omega)
+    omega, offset = friction_constants(frequency, friction)
+    decay, frequency_t = selective(z + offset, omega)
     friction_t = -2 * decay
     omega2 = stiffness(frequency, friction).expand_as(z)
     assert torch.allclose(stiffness(frequency_t, friction_t), omega2, rtol=1e-12)
     assert (frequency_t > 0).all() and (friction_t > 0).all()
-    learned = block.selective(offset, omega)
+    learned = selective(offset, omega)
     assert torch.allclose(
         torch.stack(learned), torch.stack([-0.5 * friction, frequency]), rtol=1e-12
     )
@@ -489,3 +494,20 @@ def test_modern_gpt_steps_as_forward_past_its_window_and_is_causal():
     for t in range(20):
         _, state = model.step(idx[:, t], state)
     assert state.position == 20 and state.layers[0][0].shape[2] == 7  # window - 1 keys
+
+
+@pytest.mark.parametrize("options", [{}, {"input_friction": True, "coupling": True}])
+def test_compiled_kernels_give_the_eager_logits_and_gradients(options):
+    """``compile`` fuses the element-wise kernels (``torch.compile``): the same numbers, in
+    float64 to rounding, as the eager model, gradients included."""
+    eager, fused = perturbed(**options), perturbed(**options)
+    fused.compile()
+    assert fused.blocks[0].kernel(readout) is not readout  # the compiled one runs
+    idx = torch.randint(0, 256, (2, 24), generator=torch.Generator().manual_seed(6))
+    for model in (eager, fused):
+        logits, _ = model(idx[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten())
+        loss.backward()
+    assert torch.allclose(fused(idx)[0], eager(idx)[0], atol=1e-10)
+    for (name, p), q in zip(eager.named_parameters(), fused.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-8, atol=1e-12), name

@@ -56,6 +56,7 @@ layer and byte (at batch 1 their count, not their arithmetic, sets the speed).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,63 @@ def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     first, second = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack([cos * first - sin * second, sin * first + cos * second], -1)
     return rotated.flatten(-2)
+
+
+def selective(z: Tensor, omega: Tensor) -> tuple[Tensor, Tensor]:
+    """The eigenvalue ``lam_t = (-gamma_t/2, Omega_t)`` of bytes whose friction logits are ``z``
+    (with the offset of ``friction_constants``): ``gamma_t = 2 omega r``, ``r = CRITICAL
+    sigmoid(z)``, at the mode's stiffness ``omega^2``: ``Omega_t^2 = omega^2 - gamma_t^2/4``,
+    factored so that it keeps its digits near critical damping."""
+    decay = torch.sigmoid(z) * omega * -CRITICAL
+    return decay, torch.sqrt((omega + decay) * (omega - decay))
+
+
+def friction_constants(frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
+    """``omega`` and the logit offset that gives the learned ``gamma`` at ``z = 0``."""
+    omega = stiffness(frequency, friction).sqrt()
+    return omega, torch.logit((friction / (2 * CRITICAL * omega)).clamp(max=CRITICAL))
+
+
+def rates(
+    raw: Sequence[Tensor], frequency: Tensor, friction: Tensor, gain: Tensor, dt_bias: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Rest point ``phi* = rho / omega^2``, step ``dt = softplus(W h + b)`` and the frequency
+    and friction of the step, per position and mode, from the coefficients ``raw`` (rest, step
+    and, with input-dependent friction, friction logits). The head sets where the source holds
+    each mode (times the mode's ``drive_gain``) rather than the source itself, so every mode
+    moves on the scale of the features whatever its stiffness and memory."""
+    rest, dt = raw[0] * gain, F.softplus(raw[1] + dt_bias)
+    if len(raw) == 3:
+        omega, offset = friction_constants(frequency, friction)
+        decay, frequency = selective(raw[2] + offset, omega)
+        friction = -2 * decay
+    return rest, dt, frequency, friction
+
+
+def readout(
+    phi: Tensor,
+    pi: Tensor,
+    rest: Tensor,
+    omega2: Tensor,
+    rotation: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """``(T00, L) / omega^2``, ``phi``, ``pi / omega`` per field: ``(..., 4C)``, each field in
+    its natural units. ``T00 = pi^2/2 + V``, ``L = pi^2/2 - V`` with the core's potential ``V =
+    omega^2 phi^2/2 - rho phi`` (``rho = omega^2 rest``: ``energy_density`` of the one-site
+    ``mode_system``). With coupling (``rotation``), the fields are the rotated modes, ``V_a =
+    phi_a (K phi)_a / 2 - rho_a phi_a`` with ``K = R omega^2 R^T``, in units of ``K_aa``."""
+    if rotation is None:
+        kinetic = 0.5 * pi**2 / omega2
+        potential = phi * (0.5 * phi - rest)
+        momentum = pi / omega2.sqrt()
+        return torch.cat([kinetic + potential, kinetic - potential, phi, momentum], -1)
+    k_phi = rotate_pairs(omega2 * phi, *rotation)
+    source = rotate_pairs(omega2 * rest, *rotation)  # rho
+    phi, pi = rotate_pairs(phi, *rotation), rotate_pairs(pi, *rotation)
+    diagonal = _pair_diagonal(omega2, *rotation)  # K_aa
+    kinetic = 0.5 * pi**2 / diagonal
+    potential = (0.5 * k_phi - source) * phi / diagonal
+    return torch.cat([kinetic + potential, kinetic - potential, phi, pi / diagonal.sqrt()], -1)
 
 
 @dataclass
@@ -180,10 +238,21 @@ class OscillatorBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self._cache: tuple[list, StepConstants] | None = None
         self._step_parameters: list[nn.Parameter] | None = None
+        self._kernels: dict[str, Callable] | None = None
 
     def _apply(self, fn, recurse=True):  # conversions may replace the parameters
         self._cache = self._step_parameters = None
         return super()._apply(fn, recurse)
+
+    def fuse(self, **options) -> None:
+        """Compile the element-wise kernels of training (``rates``, ``modulated_map``, ``readout``)
+        with ``torch.compile`` (``options``), each with its gradient fused into one loop."""
+        kernels = (rates, modulated_map, readout)
+        self._kernels = {k.__name__: torch.compile(k, dynamic=True, **options) for k in kernels}
+
+    def kernel(self, function: Callable) -> Callable:
+        """``function``, compiled after ``fuse``."""
+        return function if self._kernels is None else self._kernels[function.__name__]
 
     @property
     def frequency(self) -> Tensor:
@@ -198,21 +267,6 @@ class OscillatorBlock(nn.Module):
         """Whether the bytes set the friction (2x2 steps of ``(phi, pi)``)."""
         return self.input_friction
 
-    @staticmethod
-    def selective(z: Tensor, omega: Tensor) -> tuple[Tensor, Tensor]:
-        """The eigenvalue ``lam_t = (-gamma_t/2, Omega_t)`` of bytes whose friction logits are
-        ``z`` (with the offset of ``friction_constants``): ``gamma_t = 2 omega r``, ``r = CRITICAL
-        sigmoid(z)``, at the mode's stiffness ``omega^2``: ``Omega_t^2 = omega^2 - gamma_t^2/4``,
-        factored so that it keeps its digits near critical damping."""
-        decay = torch.sigmoid(z) * omega * -CRITICAL
-        return decay, torch.sqrt((omega + decay) * (omega - decay))
-
-    @staticmethod
-    def friction_constants(frequency: Tensor, friction: Tensor) -> tuple[Tensor, Tensor]:
-        """``omega`` and the logit offset that gives the learned ``gamma`` at ``z = 0``."""
-        omega = stiffness(frequency, friction).sqrt()
-        return omega, torch.logit((friction / (2 * CRITICAL * omega)).clamp(max=CRITICAL))
-
     def constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(Omega, gamma)`` in the precision of the dynamics."""
         return self.frequency.to(dtype), self.friction.to(dtype)
@@ -225,17 +279,9 @@ class OscillatorBlock(nn.Module):
     def drive(
         self, h: Tensor, frequency: Tensor, friction: Tensor, gain: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Rest point ``phi* = rho / omega^2``, step ``dt = softplus(W h + b)`` and the frequency
-        and friction of the step, per position and mode. The head sets where the source holds
-        each mode (times the mode's ``drive_gain``) rather than the source itself, so every mode
-        moves on the scale of the features whatever its stiffness and memory."""
+        """``rates`` of the coefficients of features ``h``."""
         raw = self.coefficients(h).to(frequency.dtype).split(self.modes, dim=-1)
-        rest, dt = raw[0] * gain, F.softplus(raw[1] + self.dt_bias)
-        if self.input_friction:
-            omega, offset = self.friction_constants(frequency, friction)
-            decay, frequency = self.selective(raw[2] + offset, omega)
-            friction = -2 * decay
-        return rest, dt, frequency, friction
+        return self.kernel(rates)(raw, frequency, friction, gain, self.dt_bias)
 
     def configure(self, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``drive`` of a whole sequence ``x`` ``(B, T, D)`` in precision ``dtype``."""
@@ -250,33 +296,6 @@ class OscillatorBlock(nn.Module):
         angle = self.pair_angle.to(dtype)
         return angle.cos(), angle.sin()
 
-    def read(
-        self,
-        phi: Tensor,
-        pi: Tensor,
-        rest: Tensor,
-        omega2: Tensor,
-        rotation: tuple[Tensor, Tensor] | None = None,
-    ) -> Tensor:
-        """``(T00, L) / omega^2``, ``phi``, ``pi / omega`` per field: ``(..., 4C)``, each field
-        in its natural units. ``T00 = pi^2/2 + V``, ``L = pi^2/2 - V`` with the core's potential
-        ``V = omega^2 phi^2/2 - rho phi`` (``rho = omega^2 rest``: ``energy_density`` of the
-        one-site ``mode_system``). With coupling (``rotation``), the fields are the rotated
-        modes, ``V_a = phi_a (K phi)_a / 2 - rho_a phi_a`` with ``K = R omega^2 R^T``, in units
-        of ``K_aa``."""
-        if rotation is None:
-            kinetic = 0.5 * pi**2 / omega2
-            potential = phi * (0.5 * phi - rest)
-            momentum = pi / omega2.sqrt()
-            return torch.cat([kinetic + potential, kinetic - potential, phi, momentum], -1)
-        k_phi = rotate_pairs(omega2 * phi, *rotation)
-        source = rotate_pairs(omega2 * rest, *rotation)  # rho
-        phi, pi = rotate_pairs(phi, *rotation), rotate_pairs(pi, *rotation)
-        diagonal = _pair_diagonal(omega2, *rotation)  # K_aa
-        kinetic = 0.5 * pi**2 / diagonal
-        potential = (0.5 * k_phi - source) * phi / diagonal
-        return torch.cat([kinetic + potential, kinetic - potential, phi, pi / diagonal.sqrt()], -1)
-
     def update(self, x: Tensor, features: Tensor) -> Tensor:
         x = x + self.dropout(self.proj(features.to(x.dtype)))
         return x + self.mlp(self.norm2(x))
@@ -285,14 +304,15 @@ class OscillatorBlock(nn.Module):
         dtype = ledger_dtype(x.dtype)  # float32 dynamics under autocast
         rest, dt, frequency, friction = self.configure(x, dtype)
         if self.modulated:
-            phi, pi = matrix_recurrence(*modulated_map(rest, dt, frequency, friction), self.chunk)
+            m, c = self.kernel(modulated_map)(rest, dt, frequency, friction)
+            phi, pi = matrix_recurrence(m, c, self.chunk)
         else:  # fixed eigenvectors: a complex scalar per step, half the work
             a, complement = propagator(dt, frequency, friction)
             star = fixed_point(rest, frequency, friction)
             w = linear_recurrence(a, cmul(complement, star), self.chunk)
             phi, pi = from_eigen(w, frequency, friction)
         omega2 = stiffness(*self.constants(dtype))  # the bytes' friction keeps it
-        features = self.read(phi, pi, rest, omega2, self.rotation(dtype))
+        features = self.kernel(readout)(phi, pi, rest, omega2, self.rotation(dtype))
         report = self.report(rest, dt, frequency, friction) if diagnostics else None
         return self.update(x, features), report
 
@@ -318,7 +338,7 @@ class OscillatorBlock(nn.Module):
         shift = torch.zeros_like(bias)
         shift[self.modes : 2 * self.modes] = self.dt_bias
         if self.input_friction:
-            shift[2 * self.modes :] = self.friction_constants(frequency, friction)[1]
+            shift[2 * self.modes :] = friction_constants(frequency, friction)[1]
         proj = self.proj.weight
         rotation = self.rotation(dtype)
         if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, m, p), see step
@@ -367,7 +387,7 @@ class OscillatorBlock(nn.Module):
         raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
         rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            lam = self.selective(raw[:, 2 * n :], c.omega)
+            lam = selective(raw[:, 2 * n :], c.omega)
             phi, pi = modulated_step(*modes.unbind(-1), rest, dt, lam)
             modes = torch.stack([phi, pi], -1)
             m, p = phi, pi / c.omega
@@ -383,7 +403,7 @@ class OscillatorBlock(nn.Module):
             features = torch.cat([p * p, q, m, p], -1)
         else:
             phi = m if self.modulated else 2 * m
-            features = self.read(phi, p * c.omega, rest, c.omega2, c.rotation)
+            features = readout(phi, p * c.omega, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
         x = x + (self.dropout(y) if self.training else y)  # a call saved per byte and layer
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
@@ -504,6 +524,14 @@ class MetriplectorLM(nn.Module):
         if tie_weights:
             self.head.weight = self.embedding.weight
         self._head: tuple[tuple, Tensor] | None = None
+
+    def compile(self, **options) -> None:
+        """Compile each block's element-wise kernels in place (``OscillatorBlock.fuse``; options
+        as ``torch.compile``'s) rather than the whole network: on one CPU thread training the
+        selective model runs 1.6x faster; the whole network compiled took 163 s and gained
+        nothing (the scans' autograd functions split its graph)."""
+        for block in self.blocks:
+            block.fuse(**options)
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, list[DynamicsReport]]:
         """Logits ``(B, T, vocab_size)`` of bytes ``x`` ``(B, T)`` and, if asked, one
