@@ -34,23 +34,37 @@ Matrix = tuple[Tensor, Tensor, Tensor, Tensor]  # real 2x2 (m00, m01, m10, m11),
 Vector = tuple[Tensor, Tensor]
 
 
-def matvec(m: Matrix, v: Vector) -> Vector:
-    return m[0] * v[0] + m[1] * v[1], m[2] * v[0] + m[3] * v[1]
+# In place, into slices of the scan's buffers: a step of the chunk loop is then 8 to 12 kernels
+# rather than 24 with temporaries and copies (a third of the scan's time, at batch 16 x 256).
+def _cmul_add(out: Complex, x: Complex, y: Complex) -> None:
+    """``out += x y``."""
+    out[0].addcmul_(x[0], y[0]).addcmul_(x[1], y[1], value=-1)
+    out[1].addcmul_(x[0], y[1]).addcmul_(x[1], y[0])
 
 
-def matmul(m: Matrix, n: Matrix) -> Matrix:
-    return (
-        m[0] * n[0] + m[1] * n[2],
-        m[0] * n[1] + m[1] * n[3],
-        m[2] * n[0] + m[3] * n[2],
-        m[2] * n[1] + m[3] * n[3],
-    )
+def _cmul_into(out: Complex, x: Complex, y: Complex) -> None:
+    """``out = x y``."""
+    torch.mul(x[0], y[0], out=out[0]).addcmul_(x[1], y[1], value=-1)
+    torch.mul(x[0], y[1], out=out[1]).addcmul_(x[1], y[0])
+
+
+def _matvec_add(out: Vector, m: Matrix, v: Vector) -> None:
+    """``out += m v``."""
+    out[0].addcmul_(m[0], v[0]).addcmul_(m[1], v[1])
+    out[1].addcmul_(m[2], v[0]).addcmul_(m[3], v[1])
+
+
+def _matmul_into(out: Matrix, m: Matrix, n: Matrix) -> None:
+    """``out = m n``."""
+    for i in range(2):
+        for j in range(2):
+            torch.mul(m[2 * i], n[j], out=out[2 * i + j]).addcmul_(m[2 * i + 1], n[2 + j])
 
 
 class Algebra(NamedTuple):
-    """The coefficients ``a`` of a recurrence ``w_t = a_t w_{t-1} + b_t``: how ``a`` acts on
-    ``w`` (``apply``) and on another ``a`` (``compose``), its adjoint, and ``dl/da`` of the term
-    ``a w`` given ``g = dl/d(a w)`` (``gradient``)."""
+    """The coefficients ``a`` of a recurrence ``w_t = a_t w_{t-1} + b_t``: ``out += a w``
+    (``apply``) and ``out = a a'`` (``compose``) in place, the adjoint of ``a``, and ``dl/da`` of
+    the term ``a w`` given ``g = dl/d(a w)`` (``gradient``)."""
 
     apply: Callable
     compose: Callable
@@ -60,10 +74,10 @@ class Algebra(NamedTuple):
 
 # Complex scalars (damped modes in their eigen coordinates) and real 2x2 matrices (modes whose
 # eigenvectors change from step to step, acting on (phi, pi)).
-COMPLEX = Algebra(cmul, cmul, conj, lambda g, w: cmul(g, conj(w)))
+COMPLEX = Algebra(_cmul_add, _cmul_into, conj, lambda g, w: cmul(g, conj(w)))
 MATRIX = Algebra(
-    matvec,
-    matmul,
+    _matvec_add,
+    _matmul_into,
     lambda m: (m[0], m[2], m[1], m[3]),
     lambda g, w: (g[0] * w[0], g[0] * w[1], g[1] * w[0], g[1] * w[1]),
 )
@@ -105,19 +119,12 @@ def _scan(
     for j in inner:
         prev = j + 1 if reverse else j - 1
         step = tuple(x[:, :, j + 1 if reverse else j] for x in a)
-        w_j = algebra.apply(step, tuple(x[:, :, prev] for x in w))
-        p_j = algebra.compose(step, tuple(x[:, :, prev] for x in p))
-        for x, y in zip(w, w_j, strict=True):
-            x[:, :, j] += y
-        for x, y in zip(p, p_j, strict=True):
-            x[:, :, j] = y
+        algebra.apply([x[:, :, j] for x in w], step, [x[:, :, prev] for x in w])
+        algebra.compose([x[:, :, j] for x in p], step, [x[:, :, prev] for x in p])
     for k in chunks:  # forward: the end of chunk k - 1 into chunk k; reverse: k + 1's start
         other = k + 1 if reverse else k - 1
-        carried = algebra.apply(
-            tuple(x[:, k] for x in p), tuple(x[:, other, edge : edge + 1 or None] for x in w)
-        )
-        for x, y in zip(w, carried, strict=True):
-            x[:, k] += y
+        edges = [x[:, other, edge : edge + 1 or None] for x in w]
+        algebra.apply([x[:, k] for x in w], [x[:, k] for x in p], edges)
     return tuple(x.flatten(1, 2)[:, :steps] for x in w)
 
 
