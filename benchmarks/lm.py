@@ -86,8 +86,10 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
         [f"{NET}input_friction=true", f"{NET}mlp_ratio=1.6667"],
     ),
     "coupling": ("rotation coupling pairs of modes", [f"{NET}coupling=true"]),
-    # Speed only (the same numbers): the element-wise kernels compiled (MetriplectorLM.compile).
-    "compiled": ("compiled kernels", ["--model.init_args.compile=true"]),
+    # Speed only (the same numbers): lm.yaml compiles (MetriplectorLM.compile fuses each block's
+    # element-wise kernels); the baselines' configs do not (nn.Module.compile: the whole network).
+    "eager": ("not compiled", ["--model.init_args.compile=false"]),
+    "compiled": ("compiled", ["--model.init_args.compile=true"]),
     # Other splits of the same parameters (each sets mlp_ratio: not to be stacked with "input").
     "deep": (
         "6 layers of width 160, 160 modes",
