@@ -100,6 +100,11 @@ FEATURES: dict[str, tuple[str, list[str]]] = {
     "wide": ("240 modes, MLP hidden 201", [f"{NET}modes=240", f"{NET}mlp_ratio=1.05"]),
     "wider": ("288 modes, MLP hidden 96", [f"{NET}modes=288", f"{NET}mlp_ratio=0.5"]),
     "widest": ("320 modes, MLP hidden 19", [f"{NET}modes=320", f"{NET}mlp_ratio=0.1"]),
+    # After "wider": the gate's width x width weights come out of the MLP (hidden 96 -> 32).
+    "gate": (
+        "readout gated by the input, MLP hidden 32",
+        [f"{NET}gate=true", f"{NET}mlp_ratio=0.1667"],
+    ),
 }
 BATCH = (16, 256)  # the configs' batch_size and seq_len
 

@@ -240,7 +240,8 @@ OPTIONS = {
     "selective": {"input_friction": True, "conv": 4},
     "conv": {"conv": 4},
     "coupling": {"coupling": True},
-    "all": {"input_friction": True, "conv": 3, "coupling": True},
+    "gate": {"input_friction": True, "gate": True},
+    "all": {"input_friction": True, "conv": 3, "coupling": True, "gate": True},
 }
 
 

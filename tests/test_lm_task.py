@@ -231,6 +231,7 @@ def test_network_vocabulary_must_match_the_data(tmp_path):
         "metriplector+conv+input+wide",
         "metriplector+input+wider",
         "metriplector+input+widest",
+        "metriplector+input+wider+gate",
         "metriplector+deep",
         "metriplector+modes",
     ],

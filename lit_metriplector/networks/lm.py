@@ -42,6 +42,9 @@ Options (all off by default; off, the model, its parameters and its ``state_dict
   the normal modes stay independent and the scan exact; ``H``, ``S`` and the work are invariant
   under it, so diagnostics are those of the normal modes. (The core's skew rotation ``G`` of the
   momenta does not commute with per-mode steps and is not offered.)
+- ``gate``: the projected readout is gated by ``silu(W LayerNorm(x))`` before it joins the
+  residual stream, as the LRU baseline's and Mamba's outputs are: the byte chooses which of the
+  modes' energies it reads. Outside the physics (the modes and their ledger are unchanged).
 
 Diagnostics (``forward(idx, diagnostics=True)``) rerun each layer's dynamics through the core's
 exact integrator (``modulated_rollout``) in float64 and report its ledgers ``H``, ``S`` and the
@@ -188,6 +191,7 @@ class StepConstants:
     # friction logits' offset (friction_constants)
     coefficients: tuple[Tensor, Tensor]
     proj: tuple[Tensor, Tensor]  # (4C, D) weight acting on (p^2, q, Re w, p) (see step); bias
+    gate: Tensor | None  # (D, D), with gate
     up: Tensor  # (D, 2H)
     down: Tensor  # (H, D)
 
@@ -213,6 +217,7 @@ class OscillatorBlock(nn.Module):
         input_friction: bool = False,
         conv: int = 0,
         coupling: bool = False,
+        gate: bool = False,
     ) -> None:
         super().__init__()
         if coupling and modes % 2:
@@ -233,6 +238,7 @@ class OscillatorBlock(nn.Module):
         self.dt_init = dt_init
         self.dt_bias = math.log(math.expm1(dt_init))  # softplus(dt_bias) = dt_init
         self.proj = nn.Linear(4 * modes, width)
+        self.gate = nn.Linear(width, width, bias=False) if gate else None
         self.norm2 = nn.LayerNorm(width)
         self.mlp = GatedMLP(width, int(mlp_ratio * width), dropout)
         self.dropout = nn.Dropout(dropout)
@@ -297,7 +303,10 @@ class OscillatorBlock(nn.Module):
         return angle.cos(), angle.sin()
 
     def update(self, x: Tensor, features: Tensor) -> Tensor:
-        x = x + self.dropout(self.proj(features.to(x.dtype)))
+        y = self.proj(features.to(x.dtype))
+        if self.gate is not None:
+            y = y * F.silu(self.gate(self.norm1(x)))
+        x = x + self.dropout(y)
         return x + self.mlp(self.norm2(x))
 
     def forward(self, x: Tensor, diagnostics: bool = False) -> tuple[Tensor, DynamicsReport | None]:
@@ -358,6 +367,7 @@ class OscillatorBlock(nn.Module):
             rotation=rotation,
             coefficients=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
             proj=(proj.T.contiguous(), self.proj.bias),
+            gate=None if self.gate is None else self.gate.weight.T.contiguous(),
             up=self.mlp.up.weight.T.contiguous(),
             down=self.mlp.down.weight.T.contiguous(),
         )
@@ -380,7 +390,7 @@ class OscillatorBlock(nn.Module):
         (``V / omega^2 = q / 2`` or ``2 q``), so the projection acts on those."""
         c = self.step_constants(modes.dtype)
         norm1, norm2, n = self.norm1, self.norm2, self.modes
-        h = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
+        h = normed = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
         if self.conv is not None:
             h, window = self.conv.step(h, window)
             h = F.silu(h)
@@ -405,6 +415,8 @@ class OscillatorBlock(nn.Module):
             phi = m if self.modulated else 2 * m
             features = readout(phi, p * c.omega, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
+        if c.gate is not None:
+            y = y * F.silu(normed @ c.gate)
         x = x + (self.dropout(y) if self.training else y)  # a call saved per byte and layer
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         gate, value = (h @ c.up).chunk(2, dim=-1)
@@ -478,6 +490,7 @@ class MetriplectorLM(nn.Module):
         input_friction: each byte also sets each mode's friction (see the module docstring).
         conv: kernel of a causal depthwise convolution in front of the modes (0: none).
         coupling: read the modes out through a learned rotation of pairs (``modes`` even).
+        gate: gate the readout by ``silu(W LayerNorm(x))``, as the LRU baseline does.
     """
 
     def __init__(
@@ -496,6 +509,7 @@ class MetriplectorLM(nn.Module):
         input_friction: bool = False,
         conv: int = 0,
         coupling: bool = False,
+        gate: bool = False,
     ) -> None:
         super().__init__()
         self.modes, self.vocab_size, self.conv = modes, vocab_size, conv
@@ -514,6 +528,7 @@ class MetriplectorLM(nn.Module):
                 input_friction=input_friction,
                 conv=conv,
                 coupling=coupling,
+                gate=gate,
             )
             for _ in range(layers)
         )
