@@ -57,9 +57,14 @@ from lit_metriplector.modules.base import count_parameters
 
 CORPUS = ROOT.parent / "shared" / "data" / "english"
 NET = "--model.init_args.network.init_args."
-# The plain Metriplector LM: configs/lm.yaml without its selective modes (the changes below
-# stack on it; "metriplector+input+wider" is lm.yaml as shipped).
-PLAIN = [f"{NET}input_friction=false", f"{NET}modes=192", f"{NET}mlp_ratio=2.0"]
+# The plain Metriplector LM: configs/lm.yaml without its selective modes and gate (the changes
+# below stack on it; "metriplector+input+wider+gate" is lm.yaml as shipped).
+PLAIN = [
+    f"{NET}input_friction=false",
+    f"{NET}modes=192",
+    f"{NET}mlp_ratio=2.0",
+    f"{NET}gate=false",
+]
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "metriplector": ("lm.yaml", PLAIN),
     "gpt": ("lm_gpt.yaml", []),
