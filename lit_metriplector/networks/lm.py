@@ -191,7 +191,8 @@ class StepConstants:
     # friction logits' offset (friction_constants)
     coefficients: tuple[Tensor, Tensor]
     proj: tuple[Tensor, Tensor]  # (4C, D) weight acting on (p^2, q, Re w, p) (see step); bias
-    gate: Tensor | None  # (D, D), with gate
+    gate: Tensor | None  # (D, D) with gate and conv; without conv the gate's columns are the
+    # coefficients' last D (the same input: one product fewer per byte and layer)
     up: Tensor  # (D, 2H)
     down: Tensor  # (H, D)
 
@@ -356,6 +357,14 @@ class OscillatorBlock(nn.Module):
             proj = torch.cat(
                 [0.5 * (energy + lagrangian), k_q * (energy - lagrangian), k_m * phi, momentum], 1
             )
+        weight, bias = (weight * scale[:, None]).T, bias * scale + shift
+        gate = None if self.gate is None else self.gate.weight.T
+        if gate is not None and self.conv is None:
+            weight, bias = (
+                torch.cat([weight, gate], 1),
+                torch.cat([bias, torch.zeros_like(bias[:1]).expand(gate.shape[1])]),
+            )
+            gate = None
         constants = StepConstants(
             frequency=frequency,
             friction=friction,
@@ -365,9 +374,9 @@ class OscillatorBlock(nn.Module):
             omega2=omega2,
             omega=omega2.sqrt(),
             rotation=rotation,
-            coefficients=((weight * scale[:, None]).T.contiguous(), bias * scale + shift),
+            coefficients=(weight.contiguous(), bias),
             proj=(proj.T.contiguous(), self.proj.bias),
-            gate=None if self.gate is None else self.gate.weight.T.contiguous(),
+            gate=None if gate is None else gate.contiguous(),
             up=self.mlp.up.weight.T.contiguous(),
             down=self.mlp.down.weight.T.contiguous(),
         )
@@ -394,10 +403,11 @@ class OscillatorBlock(nn.Module):
         if self.conv is not None:
             h, window = self.conv.step(h, window)
             h = F.silu(h)
-        raw = torch.addmm(c.coefficients[1], h, c.coefficients[0]).to(c.frequency.dtype)
+        out = torch.addmm(c.coefficients[1], h, c.coefficients[0])  # (rest, dt[, z][, gate])
+        raw = out.to(c.frequency.dtype)
         rest, dt = raw[:, :n], F.softplus(raw[:, n : 2 * n])
         if self.modulated:
-            lam = selective(raw[:, 2 * n :], c.omega)
+            lam = selective(raw[:, 2 * n : 3 * n], c.omega)
             phi, pi = modulated_step(*modes.unbind(-1), rest, dt, lam)
             modes = torch.stack([phi, pi], -1)
             m, p = phi, pi / c.omega
@@ -415,8 +425,8 @@ class OscillatorBlock(nn.Module):
             phi = m if self.modulated else 2 * m
             features = readout(phi, p * c.omega, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
-        if c.gate is not None:
-            y = y * F.silu(normed @ c.gate)
+        if self.gate is not None:
+            y = y * F.silu(out[:, -x.shape[1] :] if c.gate is None else normed @ c.gate)
         x = x + (self.dropout(y) if self.training else y)  # a call saved per byte and layer
         h = F.layer_norm(x, norm2.normalized_shape, norm2.weight, norm2.bias, norm2.eps)
         gate, value = (h @ c.up).chunk(2, dim=-1)
