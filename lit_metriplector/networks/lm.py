@@ -354,9 +354,13 @@ class OscillatorBlock(nn.Module):
         if rotation is None:  # proj(T, L, phi, p) as a map of (p^2, q, m, p), see step
             energy, lagrangian, phi, momentum = proj.split(self.modes, dim=1)
             k_q, k_m = (0.5, 1) if self.modulated else (2, 2)  # V / omega^2 = k_q q, phi = k_m m
-            proj = torch.cat(
-                [0.5 * (energy + lagrangian), k_q * (energy - lagrangian), k_m * phi, momentum], 1
-            )
+            kinetic = 0.5 * (energy + lagrangian)
+            if self.modulated:  # the features carry pi rather than p = pi / omega
+                kinetic, momentum = (
+                    kinetic / omega2.to(proj.dtype),
+                    momentum / omega2.sqrt().to(proj.dtype),
+                )
+            proj = torch.cat([kinetic, k_q * (energy - lagrangian), k_m * phi, momentum], 1)
         weight, bias = (weight * scale[:, None]).T, bias * scale + shift
         gate = None if self.gate is None else self.gate.weight.T
         if gate is not None and self.conv is None:
@@ -396,7 +400,8 @@ class OscillatorBlock(nn.Module):
         w*)`` with ``a = exp(lam dt)``. With ``p = pi / omega``, ``m = phi`` and ``q = m (m - 2
         rest)`` (modulated) or ``m = Re w = phi / 2`` and ``q = m (m - rest)``, the features
         ``(T00, L) / omega^2 = p^2/2 +- V / omega^2`` and ``phi`` are linear in ``(p^2, q, m)``
-        (``V / omega^2 = q / 2`` or ``2 q``), so the projection acts on those."""
+        (``V / omega^2 = q / 2`` or ``2 q``), so the projection acts on those (modulated: on
+        ``pi^2`` and ``pi``, the ``1 / omega`` of ``p`` folded into it)."""
         c = self.step_constants(modes.dtype)
         norm1, norm2, n = self.norm1, self.norm2, self.modes
         h = normed = F.layer_norm(x, norm1.normalized_shape, norm1.weight, norm1.bias, norm1.eps)
@@ -410,7 +415,7 @@ class OscillatorBlock(nn.Module):
             lam = selective(raw[:, 2 * n : 3 * n], c.omega)
             phi, pi = modulated_step(*modes.unbind(-1), rest, dt, lam)
             modes = torch.stack([phi, pi], -1)
-            m, p = phi, pi / c.omega
+            m, p = phi, pi  # the projection carries the 1 / omega of p
             q = m * torch.sub(m, rest, alpha=2)
         else:
             w = torch.view_as_complex(modes)
@@ -422,8 +427,9 @@ class OscillatorBlock(nn.Module):
         if c.rotation is None:
             features = torch.cat([p * p, q, m, p], -1)
         else:
-            phi = m if self.modulated else 2 * m
-            features = readout(phi, p * c.omega, rest, c.omega2, c.rotation)
+            if not self.modulated:
+                phi, pi = 2 * m, p * c.omega
+            features = readout(phi, pi, rest, c.omega2, c.rotation)
         y = torch.addmm(c.proj[1], features.to(x.dtype), c.proj[0])
         if self.gate is not None:
             y = y * F.silu(out[:, -x.shape[1] :] if c.gate is None else normed @ c.gate)
@@ -593,10 +599,17 @@ class MetriplectorLM(nn.Module):
     ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
         """Logits ``(B, vocab_size)`` of the byte after ``idx`` ``(B,)``, and the next state."""
         modes, windows = state if self.conv else (state, None)
-        x = F.dropout(F.embedding(idx, self.embedding.weight), self.dropout.p, self.training)
+        x = F.embedding(idx, self.embedding.weight)
+        x = self.dropout(x) if self.training else x
         new_modes, new_windows = [], []
-        for i, block in enumerate(self.blocks):
-            x, modes_i, window = block.step(x, modes[i], None if windows is None else windows[i])
+        layers = zip(
+            self.blocks,
+            modes.unbind(0),
+            [None] * len(self.blocks) if windows is None else windows.unbind(0),
+            strict=True,
+        )
+        for block, modes_i, window in layers:
+            x, modes_i, window = block.step(x, modes_i, window)
             new_modes.append(modes_i)
             new_windows.append(window)
         modes = torch.stack(new_modes)
