@@ -366,7 +366,7 @@ class OscillatorBlock(nn.Module):
         if gate is not None and self.conv is None:
             weight, bias = (
                 torch.cat([weight, gate], 1),
-                torch.cat([bias, torch.zeros_like(bias[:1]).expand(gate.shape[1])]),
+                torch.cat([bias, bias.new_zeros(len(gate))]),
             )
             gate = None
         constants = StepConstants(
