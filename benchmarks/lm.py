@@ -25,7 +25,9 @@ LM, each against the row it extends: ``metriplector+conv``, ``metriplector+conv+
 ``FEATURES``).
 
 Every run keeps its result in ``--workdir`` (``<model>_lr<lr>_<steps>.json``); ``--report-only``
-rebuilds a report from the runs there, so runs may be split over processes::
+rebuilds a report from the runs there, so runs may be split over processes. A run that was cut
+off (its folder ``<model>_lr<lr>_<steps>/`` holds a ``last.ckpt`` but no result file exists) is
+resumed from that checkpoint; the data order makes the resumed run the one that was cut off::
 
     python benchmarks/lm.py --steps 1000 --val-every 100          # about 30 min a model, 2 cores
     python benchmarks/lm.py --lr-sweep 0.001 0.002 0.004 --steps 100 --models metriplector
@@ -51,6 +53,7 @@ import numpy as np
 import torch
 from common import DOCS, ROOT, command, provenance, run_line, write_results
 
+from lit_metriplector.checkpoints import read_checkpoint
 from lit_metriplector.cli import build_from_config
 from lit_metriplector.cli import main as cli
 from lit_metriplector.modules.base import count_parameters
@@ -143,11 +146,40 @@ def run_file(opts: argparse.Namespace, name: str, lr: float) -> Path:
     return opts.workdir / f"{name}_lr{lr:g}_{opts.steps}.json"
 
 
+def last_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted(run_dir.glob("runs/*/checkpoints/last.ckpt"))
+    return found[0] if found else None
+
+
+def run_time(run: dict) -> str:
+    """Seconds of the run, or of its resumed part."""
+    step = run.get("resumed_from_step")
+    return f"{run['train_seconds']:.0f}" + (f" (from step {step})" if step else "")
+
+
+def read_curve(run_dir: Path, batch_bytes: int) -> list[tuple[int, float]]:
+    """Validation bits/byte against bytes seen, over every logger version (a resumed run's later
+    versions continue the earlier ones)."""
+    points = {}
+    versions = sorted(run_dir.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    for path in versions:
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("val/bpb"):
+                    # validation inside the epoch is logged at the step count before the last one
+                    points[(int(row["step"]) + 1) * batch_bytes] = float(row["val/bpb"])
+    return sorted(points.items())
+
+
 def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
-    """Train ``name`` at peak learning rate ``lr`` for ``opts.steps`` steps; the result is also
-    kept in ``opts.workdir``."""
+    """Train ``name`` at peak learning rate ``lr`` for ``opts.steps`` steps, or resume it from the
+    checkpoint a cut-off run left; the result is also kept in ``opts.workdir``."""
     config, extra = config_of(name)
     tag = f"{name}_lr{lr:g}"
+    run_dir = opts.workdir / f"{tag}_{opts.steps}"
+    run_dir.mkdir(exist_ok=True)
+    os.chdir(run_dir)  # the configs' checkpoint and prediction folders are relative
+    resume = last_checkpoint(run_dir)
     args = [
         "fit",
         "--config",
@@ -161,21 +193,20 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         "--trainer.check_val_every_n_epoch=null",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
         f"--trainer.logger.save_dir={opts.workdir}",
-        f"--trainer.logger.name={tag}",
+        f"--trainer.logger.name={run_dir.name}",
         "--trainer.enable_progress_bar=false",
     ]
     if opts.test_windows:
         args += [f"--data.init_args.test_windows={opts.test_windows}", "--test_after_fit=true"]
+    if resume:
+        args.append(f"--ckpt_path={resume}")
+        print(f"{tag}: resuming from {resume}", flush=True)
+    resumed_from = read_checkpoint(resume)["global_step"] if resume else 0
     start = time.perf_counter()
     fit = cli(args)
     seconds = time.perf_counter() - start
     batch_bytes = fit.datamodule.hparams.batch_size * fit.datamodule.hparams.seq_len
-    curve = []
-    with open(Path(fit.trainer.logger.log_dir) / "metrics.csv") as f:
-        for row in csv.DictReader(f):
-            if row.get("val/bpb"):
-                # validation inside the epoch is logged at the step count before the last one
-                curve.append(((int(row["step"]) + 1) * batch_bytes, float(row["val/bpb"])))
+    curve = read_curve(run_dir, batch_bytes)
     result = {
         "model": name,
         "lr": lr,
@@ -183,6 +214,7 @@ def train(name: str, lr: float, opts: argparse.Namespace) -> dict:
         "steps": fit.trainer.global_step,
         "bytes": fit.trainer.global_step * batch_bytes,
         "train_seconds": seconds,
+        "resumed_from_step": resumed_from,
         "curve": curve,
         "final_bpb": curve[-1][1],
         "test_bpb": float(fit.trainer.callback_metrics["test/bpb"]) if opts.test_windows else None,
@@ -466,7 +498,7 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         test = f"{r['test_bpb']:.3f}" if r.get("test_bpb") is not None else "—"
         lines.append(
             f"| {label(m)} | {r['parameters']:,} | {r['lr']:g} | {r['bytes']:,} | "
-            f"{r['final_bpb']:.3f} | {test} | {r['train_seconds']:.0f} |"
+            f"{r['final_bpb']:.3f} | {test} | {run_time(r)} |"
         )
     if strongest and ours:
         report["bytes_to_final"] = {}
@@ -569,7 +601,6 @@ def main() -> None:
         return speed(opts)
     opts.workdir = opts.workdir.resolve()
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    os.chdir(opts.workdir)  # the configs' checkpoint and prediction folders are relative
     if not opts.report_only:
         lrs = dict(item.split("=") for item in opts.lr)
         for name in opts.models:
