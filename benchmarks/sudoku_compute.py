@@ -1,7 +1,8 @@
 """Sudoku test-time compute: exact boards against milliseconds per puzzle, one thread.
 
 Loads a trained checkpoint of ``configs/sudoku.yaml`` (by default the recipe's
-``runs/sudoku/checkpoints/last.ckpt``) and tests it on the generated sets the recipe tests (the
+``runs/sudoku/checkpoints/last.ckpt``; ``--network-arg`` for one trained with other network
+arguments) and tests it on the generated sets the recipe tests (the
 same seeds: 36 and 30 givens, minimal and hard 22-25-given puzzles) and on any ``--test-file``:
 
 - depth: one pass of ``--depth`` iterations gives the exact boards after every iteration (the
@@ -180,6 +181,13 @@ def main() -> None:
         "--checkpoint", type=Path, default=ROOT / "runs/sudoku/checkpoints/last.ckpt"
     )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "sudoku.yaml")
+    parser.add_argument(
+        "--network-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a network argument the checkpoint was trained with, e.g. graph=partition",
+    )
     parser.add_argument("--sets", nargs="+", default=SETS)
     parser.add_argument("--test-file", type=Path, action="append", default=[])
     parser.add_argument("--test-size", type=int, default=1000, help="puzzles per generated set")
@@ -198,7 +206,9 @@ def main() -> None:
     parser.add_argument("--name", default="sudoku_compute")
     opts = parser.parse_args()
     torch.set_num_threads(1)
-    task, _ = build_from_config(opts.config)
+    task, _ = build_from_config(
+        opts.config, *(f"--model.init_args.network.init_args.{arg}" for arg in opts.network_arg)
+    )
     checkpoint = torch.load(opts.checkpoint, map_location="cpu", weights_only=False)
     task.load_state_dict(checkpoint["state_dict"])
     network = task.network.eval()

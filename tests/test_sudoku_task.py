@@ -11,6 +11,7 @@ from lit_metriplector.callbacks.coupling import coupling_image, recovery_metrics
 from lit_metriplector.core import (
     CoupledSystem,
     DenseGraph,
+    PartitionCoupling,
     SharedCoupling,
     State,
     rollout,
@@ -105,6 +106,63 @@ def test_learned_coupling_is_symmetric_nonnegative_and_bounded():
     x = torch.randn(2, 6, 81)
     expected = torch.einsum("hxy,bhcy->bhcx", k, x.view(2, 3, 2, 81)).reshape(2, 6, 81)
     assert torch.allclose(couple(k, x), expected, atol=1e-5)
+
+
+def test_partition_coupling_is_bounded_and_a_hard_partition_is_its_cliques():
+    from lit_metriplector.datasets.sudoku.structure import constraint_masks
+
+    coupling = PartitionCoupling(81, graphs=3, groups=9, scale=4.0, gain=10.0)
+    with torch.no_grad():
+        coupling.logits.normal_(0, 1)
+    k = coupling()
+    assert k.shape == (3, 81, 81)
+    assert torch.allclose(k, k.mT) and (k >= 0).all() and (k.diagonal(dim1=1, dim2=2) == 0).all()
+    assert (k.sum(-1) < 4.0).all()
+    assert torch.linalg.eigvalsh(laplacian(k.double())).min() >= -1e-10
+    # labels that pick a row, a column and a box per head give exactly those graphs, each cell
+    # coupled to its 8 partners at scale / 9
+    masks = constraint_masks()
+    cells = torch.arange(81)
+    labels = torch.stack([cells // 9, cells % 9, (cells // 27) * 3 + (cells % 9) // 3])
+    with torch.no_grad():
+        coupling.logits.copy_(torch.nn.functional.one_hot(labels, 9) * 10.0)  # logits 100
+    k = coupling()
+    for head, kind in enumerate(("rows", "columns", "boxes")):
+        assert torch.allclose(k[head], masks[kind].float() * 4.0 / 9, atol=1e-6)
+
+
+def test_partition_graph_trains_and_sees_no_structure(monkeypatch):
+    import lit_metriplector.datasets.sudoku.structure as structure
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the network read the constraint graph")
+
+    monkeypatch.setattr(structure, "peers", forbidden)
+    monkeypatch.setattr(structure, "constraint_masks", forbidden)
+    torch.manual_seed(0)
+    net = small_net(graph="partition", groups=9)
+    assert isinstance(net.coupling, PartitionCoupling)
+    p, s = puzzles(2)
+    loss = blank_cross_entropy(net(p)[0], sudoku_target(p, s))
+    loss.backward()
+    assert net.coupling.logits.grad.abs().sum() > 0
+
+
+def test_detached_iterations_continue_the_rollout_without_gradients():
+    torch.manual_seed(0)
+    net = small_net(train_iterations=(2, 2), detached_iterations=(3, 3))
+    p, s = puzzles(2)
+    trained, _ = net(p)  # 3 iterations without gradients, then 2 with
+    assert trained.shape[1] == 2
+    with torch.no_grad():
+        reference = net.eval().iterate(p, 5)[0]
+    assert torch.allclose(trained.detach(), reference[:, 3:], atol=1e-5)
+    net.train()
+    # only the trained iterations carry gradients: the loss reaches the weights through them
+    blank_cross_entropy(net(p)[0], sudoku_target(p, s)).backward()
+    assert all(w.grad is not None for w in (net.out.weight, net.embed.weight))
+    with pytest.raises(ValueError, match="detached_iterations"):
+        small_net(detached_iterations=(2, 1))
 
 
 def test_dynamics_on_the_shared_coupling_conserve_energy():

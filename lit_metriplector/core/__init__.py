@@ -5,7 +5,7 @@ stress-energy readout and the layer that ties them together.
 These names are the core's API: the rest of the package imports nothing else from it
 (``tests/test_architecture.py`` checks)."""
 
-from .coupling import CoupledSystem, SharedCoupling
+from .coupling import CoupledSystem, PartitionCoupling, SharedCoupling
 from .fronts import arrival_times, front_step, on_shortest_paths
 from .grid import pointwise
 from .integrators import cayley, euler_step, rollout, strang_step
@@ -50,6 +50,7 @@ __all__ = [
     "Parametrization",
     "RegularGrid",
     "Rollout",
+    "PartitionCoupling",
     "SharedCoupling",
     "SolveInfo",
     "SolveTally",

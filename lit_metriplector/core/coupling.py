@@ -26,6 +26,13 @@ returns the same system as a plain ``DenseGraph`` ``System`` (for tests).
 symmetrised, so every weighted degree is below ``scale`` and ``A``'s graph part is bounded by
 ``2 scale max(k)^2`` (Gershgorin): explicit steps stay stable for a bounded time step, by
 construction.
+
+``PartitionCoupling`` restricts each head to the graphs that are unions of cliques: every site
+holds a soft label among ``G`` groups (``P = softmax(S)``, ``(H, N, G)``) and sites couple as
+far as they share a label, ``K = P diag(scale / max(n, 1)) P^T`` off the diagonal, ``n = 1^T P``
+the group sizes. A head then cannot hold a graph that is not a partition (Sudoku's union of
+rows, columns and boxes is not one), so the heads must split it; which cells share a label is
+learned. The weighted degree is ``sum_g P_xg (n_g - P_xg) scale / max(n_g, 1) < scale``.
 """
 
 from __future__ import annotations
@@ -195,6 +202,52 @@ class SharedCoupling(nn.Module):
         s = 0.5 * self.gain * (self.logits + self.logits.transpose(-1, -2))
         upper = (torch.sigmoid(s) * (self.scale / (self.sites - 1))).triu(1)
         return upper + upper.transpose(-1, -2)  # exactly symmetric, zero diagonal
+
+
+class PartitionCoupling(nn.Module):
+    """A learned coupling ``K`` ``(H, N, N)`` whose heads are soft partitions of the sites:
+    ``K_h = P_h diag(scale / max(n_h, 1)) P_h^T`` with the diagonal removed, ``P_h =
+    softmax(gain S_h)`` each site's soft label among ``groups`` (``(N, G)``), ``n_h = 1^T P_h``
+    the group sizes. Symmetric, ``>= 0``, zero diagonal, each weighted degree ``< scale``.
+
+    Args:
+        sites: ``N``.
+        graphs: ``H``, independent partitions.
+        groups: ``G``, the most labels a head may use (empty groups cost nothing).
+        scale: bound of the weighted degree.
+        noise: standard deviation of the initial logits (all labels start equally likely).
+        gain: the logits are ``gain`` times the parameter (a learning-rate multiplier, as in
+            ``SharedCoupling``).
+    """
+
+    def __init__(
+        self,
+        sites: int,
+        graphs: int = 4,
+        groups: int = 9,
+        scale: float = 4.0,
+        noise: float = 0.1,
+        gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if sites < 2 or graphs < 1 or groups < 1 or scale <= 0 or gain <= 0:
+            raise ValueError(
+                f"need sites >= 2, graphs >= 1, groups >= 1, scale > 0, gain > 0; got {sites}, "
+                f"{graphs}, {groups}, {scale}, {gain}"
+            )
+        self.sites, self.graphs, self.groups = sites, graphs, groups
+        self.scale, self.gain = scale, gain
+        self.logits = nn.Parameter(noise * torch.randn(graphs, sites, groups) / gain)
+
+    def labels(self) -> Tensor:
+        """``P`` ``(H, N, G)``: each site's soft label per head."""
+        return torch.softmax(self.gain * self.logits, -1)
+
+    def forward(self) -> Tensor:
+        p = self.labels()
+        weight = self.scale / p.sum(1).clamp_min(1.0)  # (H, G)
+        upper = ((p * weight[:, None]) @ p.mT).triu(1)
+        return upper + upper.mT  # exactly symmetric, zero diagonal
 
 
 def laplacian(graph: Tensor) -> Tensor:

@@ -17,15 +17,20 @@ Each iteration, with the same weights::
 
 and the network returns the logits of every iteration ``(B, T, 81, 9)`` (a loss at each). In
 training the number of iterations is drawn from ``train_iterations`` per batch, so the state
-learns to stay put once solved; at test time ``test_iterations`` can be any number (more
+learns to stay put once solved (with ``detached_iterations``, after a random number of
+iterations run without gradients, so the trained ones start from states of long rollouts at the
+cost of forward passes only); at test time ``test_iterations`` can be any number (more
 iterations do not make the answer worse: see ``benchmarks/sudoku.py``).
 
 The rates are bounded by construction so the explicit steps are stable: conductivities in
 ``(0, 1)``, degrees below ``coupling_scale``, masses below ``max_mass2``, and the time step below
 ``1.8 / sqrt(2 coupling_scale + max_mass2)`` (leapfrog is stable while ``dt omega_max < 2``).
 
-``graph="given"`` replaces the learned coupling by the true constraint graph (every head the
-20 peers of each cell), for the ablation. No classical solver touches the answer.
+``graph="partition"`` learns each head as a soft partition of the cells into ``groups`` labels
+(``core.coupling.PartitionCoupling``): a head cannot hold the union of rows, columns and boxes,
+so the heads must split it. ``graph="given"`` replaces the learned coupling by the true
+constraint graph (every head the 20 peers of each cell), for the ablation. No classical solver
+touches the answer.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ..core import (
     CoupledSystem,
     DenseGraph,
     DynamicsReport,
+    PartitionCoupling,
     SharedCoupling,
     State,
     rollout,
@@ -71,9 +77,15 @@ class SudokuNetwork(nn.Module):
         iterations: iterations at eval time (and the nominal training depth).
         train_iterations: inclusive range of the number of iterations drawn per training batch;
             ``None`` trains at ``iterations``.
+        detached_iterations: inclusive range of the number of iterations run without gradients
+            before the trained ones, drawn per training batch (``None``: none); the loss sees
+            only the trained ones.
         test_iterations: iterations at eval time, overriding ``iterations`` (e.g. 2x or 4x the
             trained depth).
-        graph: ``"learned"`` (zero structural injection) or ``"given"`` (the true graph).
+        graph: ``"learned"`` (zero structural injection: any symmetric graph), ``"partition"``
+            (each head a learned partition of the cells into at most ``groups`` cliques; rows,
+            columns and boxes are never given either) or ``"given"`` (the true graph).
+        groups: labels per head of the ``"partition"`` graph.
         integrator: ``"strang"`` (structure preserving) or ``"euler"``.
         dt: initial time step (learned, below the stability bound).
         coupling_scale: bound of each site's weighted degree in ``K``.
@@ -99,8 +111,10 @@ class SudokuNetwork(nn.Module):
         steps: int = 2,
         iterations: int = 8,
         train_iterations: tuple[int, int] | None = (4, 12),
+        detached_iterations: tuple[int, int] | None = None,
         test_iterations: int | None = None,
-        graph: Literal["learned", "given"] = "learned",
+        graph: Literal["learned", "partition", "given"] = "learned",
+        groups: int = 9,
         integrator: Literal["strang", "euler"] = "strang",
         dt: float = 0.4,
         coupling_scale: float = 4.0,
@@ -121,13 +135,21 @@ class SudokuNetwork(nn.Module):
             raise ValueError(f"fields={fields} must be a multiple of graphs={graphs}")
         if train_iterations is not None and not 1 <= train_iterations[0] <= train_iterations[1]:
             raise ValueError(f"train_iterations={train_iterations}: need 1 <= low <= high")
+        if (
+            detached_iterations is not None
+            and not 0 <= detached_iterations[0] <= detached_iterations[1]
+        ):
+            raise ValueError(f"detached_iterations={detached_iterations}: need 0 <= low <= high")
         if min(steps, iterations, test_iterations or 1) < 1:
             raise ValueError("steps, iterations and test_iterations must be >= 1")
-        if graph not in ("learned", "given"):
-            raise ValueError(f"graph must be 'learned' or 'given', got {graph!r}")
+        if graph not in ("learned", "partition", "given"):
+            raise ValueError(f"graph must be 'learned', 'partition' or 'given', got {graph!r}")
         self.fields, self.graphs, self.steps = fields, graphs, steps
         self.iterations, self.test_iterations = iterations, test_iterations
         self.train_iterations = None if train_iterations is None else tuple(train_iterations)
+        self.detached_iterations = (
+            None if detached_iterations is None else tuple(detached_iterations)
+        )
         self.integrator, self.readout = integrator, readout
         self.halt, self.rollouts, self.noise = halt, rollouts, noise
         self.max_mass2 = max_mass2
@@ -137,6 +159,10 @@ class SudokuNetwork(nn.Module):
         self.lattice = DenseGraph(CELLS)
         if graph == "learned":
             self.coupling = SharedCoupling(CELLS, graphs, coupling_scale, gain=coupling_gain)
+        elif graph == "partition":
+            self.coupling = PartitionCoupling(
+                CELLS, graphs, groups, coupling_scale, gain=coupling_gain
+            )
         else:
             self.coupling = None
             self.register_buffer("fixed_graph", given_graph(graphs, coupling_scale))
@@ -238,6 +264,11 @@ class SudokuNetwork(nn.Module):
         active = torch.arange(batch, device=puzzle.device)
         stable = torch.zeros(batch, dtype=torch.long, device=puzzle.device)
         h, latest, digits = recall, None, None
+        if self.training and self.detached_iterations is not None:
+            lo, hi = self.detached_iterations
+            with torch.no_grad():
+                for _ in range(int(torch.randint(lo, hi + 1, ()))):
+                    h = self._step(h, recall, puzzle, graph, None, None, False)[0]
         logits, reports = [], []
         for _ in range(n):
             report = None
