@@ -527,7 +527,8 @@ def comparison_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         lines.append(f"| {b:,} | " + " | ".join(cells) + " |")
     lines += ["", "The runs came from:", ""]
     lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
-    panel = [dict(r, label=f"{label(m)} (lr {r['lr']:g})") for m, r in models.items()]
+    # the legend names the models as --models does; the tables spell them out
+    panel = [dict(r, label=f"{m} (lr {r['lr']:g})") for m, r in models.items()]
     plot_curves({"byte LM, validation": panel}, DOCS / f"{opts.name}.png", "", "label")
     write_results(opts.name, report, "\n".join(lines) + "\n")
 
@@ -559,7 +560,7 @@ def ablation_report(opts: argparse.Namespace, runs: list[dict]) -> None:
         )
     lines += ["", "The runs came from:", ""]
     lines += [f"- `{c}`" for c in dict.fromkeys(r.get("command", "?") for r in runs)]
-    panel = [dict(r, label=label(r["model"])) for r in runs]
+    panel = [dict(r, label=r["model"]) for r in runs]
     plot_curves({"byte LM, validation": panel}, DOCS / f"{opts.name}.png", "", "label")
     write_results(opts.name, report, "\n".join(lines) + "\n")
 

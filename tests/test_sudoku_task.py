@@ -131,6 +131,23 @@ def test_partition_coupling_is_bounded_and_a_hard_partition_is_its_cliques():
         assert torch.allclose(k[head], masks[kind].float() * 4.0 / 9, atol=1e-6)
 
 
+def test_partition_units_names_the_groups_that_are_units():
+    from lit_metriplector.datasets.sudoku.structure import UNITS
+    from lit_metriplector.metrics import partition_units
+
+    names = [f"{kind}{i}" for kind in ("row", "column", "box") for i in range(9)]
+    cells = torch.arange(81)
+    rows_then_boxes = torch.where(cells < 27, cells // 9, 3 + (cells % 9) // 3 + 3 * (cells // 54))
+    labels = torch.stack([cells % 9, rows_then_boxes])
+    found = partition_units(labels, torch.from_numpy(UNITS), names)
+    assert found[0] == [f"column{i}" for i in range(9)]
+    # the first band as rows, the others as boxes (a partition may mix kinds)
+    assert found[1] == ["row0", "row1", "row2", *(f"box{i}" for i in range(3, 9))]
+    # a group that is no unit: the first two rows' cells in one group
+    labels[0] = (cells // 9).clamp_min(1)
+    assert partition_units(labels[:1], torch.from_numpy(UNITS), names)[0][0] is None
+
+
 def test_partition_graph_trains_and_sees_no_structure(monkeypatch):
     import lit_metriplector.datasets.sudoku.structure as structure
 

@@ -1,7 +1,7 @@
 """torchmetrics for the tasks, and scores of learned structure."""
 
 from .bits import BitsPerByte
-from .graph import graph_recovery
+from .graph import graph_recovery, partition_units
 from .path import ExactMatch, OptimalPath, PathF1
 from .sudoku import BoardExact, BoardValid, CellAccuracy
 
@@ -14,4 +14,5 @@ __all__ = [
     "OptimalPath",
     "PathF1",
     "graph_recovery",
+    "partition_units",
 ]

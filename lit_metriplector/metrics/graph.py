@@ -90,3 +90,18 @@ def graph_recovery(
         "head_kind_auc": kind_auc,
         "head_kind": [names[k] for k in kind_auc.argmax(dim=1).tolist()],
     }
+
+
+def partition_units(labels: Tensor, units: Tensor, names: list[str]) -> list[list[str | None]]:
+    """Which known unit each group of a partition is: ``labels`` ``(H, N)`` (each site's group
+    per head), ``units`` ``(U, n)`` the sites of each known unit, ``names`` theirs.
+
+    Returns, per head, the name of the unit whose sites are exactly each non-empty group's, or
+    ``None`` for a group that is no known unit (groups in order of their label).
+    """
+    known = {frozenset(unit.tolist()): name for unit, name in zip(units, names, strict=True)}
+    sites = torch.arange(labels.shape[-1])
+    return [
+        [known.get(frozenset(sites[head == g].tolist())) for g in head.unique().tolist()]
+        for head in labels.cpu()
+    ]
