@@ -37,6 +37,19 @@ from lit_metriplector.metrics.sudoku import iteration_scores
 SETS = ["36", "30", "22-25:minimal", "22-25:hard"]
 
 
+def load_network(
+    checkpoint_path: Path, config: Path, network_args: list[str]
+) -> tuple[torch.nn.Module, dict]:
+    """The network of ``config`` (with ``NAME=VALUE`` network arguments) holding a checkpoint's
+    weights, in eval mode, and the checkpoint."""
+    task, _ = build_from_config(
+        config, *(f"--model.init_args.network.init_args.{arg}" for arg in network_args)
+    )
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    task.load_state_dict(checkpoint["state_dict"])
+    return task.network.eval(), checkpoint
+
+
 def load_sets(opts: argparse.Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The test sets as the recipe's ``test`` stage builds them (same seeds, same cache)."""
     data = SudokuDataModule(
@@ -206,12 +219,7 @@ def main() -> None:
     parser.add_argument("--name", default="sudoku_compute")
     opts = parser.parse_args()
     torch.set_num_threads(1)
-    task, _ = build_from_config(
-        opts.config, *(f"--model.init_args.network.init_args.{arg}" for arg in opts.network_arg)
-    )
-    checkpoint = torch.load(opts.checkpoint, map_location="cpu", weights_only=False)
-    task.load_state_dict(checkpoint["state_dict"])
-    network = task.network.eval()
+    network, checkpoint = load_network(opts.checkpoint, opts.config, opts.network_arg)
     if opts.noise is not None:
         network.noise = opts.noise
     rows = measure(network, load_sets(opts), opts)

@@ -1,8 +1,8 @@
 """What a trained Sudoku network's coupling heads have become: rows, columns, boxes or a mix.
 
-Loads checkpoints of ``configs/sudoku.yaml`` (``NAME=PATH``; a ``partition`` checkpoint is one
-trained with ``graph=partition``) and reports, per head, its AUC against the 20 peers of every
-cell and against rows, columns and boxes alone (``metrics.graph_recovery``); for partition heads
+Loads checkpoints of ``--config`` (``NAME=PATH``; a ``--partition`` checkpoint is one trained
+with ``graph=partition``) and reports, per head, its AUC against the 20 peers of every cell and
+against rows, columns and boxes alone (``metrics.graph_recovery``); for partition heads
 also which of the 27 units (rows, columns, boxes) each of its groups is exactly
 (``metrics.partition_units``). Writes ``docs/benchmarks/<name>.json``, ``.md`` and, for each
 checkpoint, ``<name>_<NAME>.png`` (each head's coupling, then their maximum)::
@@ -19,10 +19,11 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
-from common import DOCS, provenance, run_line, write_results
+from common import DOCS, ROOT, provenance, run_line, write_results
+from sudoku_compute import load_network
 
 from lit_metriplector.callbacks.coupling import coupling_image
-from lit_metriplector.core import PartitionCoupling, SharedCoupling
+from lit_metriplector.core import PartitionCoupling
 from lit_metriplector.datasets.sudoku import peers
 from lit_metriplector.datasets.sudoku.structure import UNITS
 from lit_metriplector.metrics import graph_recovery, partition_units
@@ -30,23 +31,9 @@ from lit_metriplector.metrics import graph_recovery, partition_units
 UNIT_NAMES = [f"{kind} {i + 1}" for kind in ("row", "column", "box") for i in range(9)]
 
 
-def coupling_of(path: Path, partition: bool, gain: float, scale: float) -> torch.nn.Module:
-    """The trained coupling module of a checkpoint (its shapes read from the weights)."""
-    logits = torch.load(path, map_location="cpu", weights_only=True)["state_dict"][
-        "network.coupling.logits"
-    ]
-    heads, sites, groups = logits.shape
-    if partition:
-        module = PartitionCoupling(sites, heads, groups, scale, gain=gain)
-    else:
-        module = SharedCoupling(sites, heads, scale, gain=gain)
-    module.load_state_dict({"logits": logits})
-    return module
-
-
-def analyse(module: torch.nn.Module) -> tuple[dict, torch.Tensor]:
+def analyse(network: torch.nn.Module) -> tuple[dict, torch.Tensor]:
     with torch.no_grad():
-        coupling = module()
+        coupling = network.coupling_matrix()
     scores = graph_recovery(coupling, peers())
     result = {
         "union_auc": scores["auc"],
@@ -54,9 +41,9 @@ def analyse(module: torch.nn.Module) -> tuple[dict, torch.Tensor]:
         "kinds": scores["kinds"],
         "head_kind_auc": scores["head_kind_auc"].tolist(),
     }
-    if isinstance(module, PartitionCoupling):
+    if isinstance(network.coupling, PartitionCoupling):
         with torch.no_grad():
-            labels = module.labels()
+            labels = network.coupling.labels()
         result["label_certainty"] = labels.amax(-1).mean(-1).tolist()
         groups = partition_units(labels.argmax(-1), torch.from_numpy(UNITS), UNIT_NAMES)
         result["groups"] = groups
@@ -103,16 +90,16 @@ def main() -> None:
     )
     parser.add_argument("checkpoints", nargs="+", metavar="NAME=PATH")
     parser.add_argument("--partition", nargs="*", default=[], metavar="NAME")
-    parser.add_argument("--gain", type=float, default=10.0, help="the networks' coupling_gain")
-    parser.add_argument("--scale", type=float, default=4.0, help="the networks' coupling_scale")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "sudoku.yaml")
     parser.add_argument("--name", default="sudoku_coupling")
     opts = parser.parse_args()
     matplotlib.use("Agg")
     report = {**provenance(), "name": opts.name, "checkpoints": {}}
     for item in opts.checkpoints:
         name, path = item.split("=", 1)
-        module = coupling_of(Path(path), name in opts.partition, opts.gain, opts.scale)
-        result, coupling = analyse(module)
+        args = ["graph=partition"] if name in opts.partition else []
+        network, _ = load_network(Path(path), opts.config, args)
+        result, coupling = analyse(network)
         report["checkpoints"][name] = result
         image = coupling_image(coupling)
         plt.imsave(DOCS / f"{opts.name}_{name}.png", image.permute(1, 2, 0).numpy())

@@ -161,6 +161,13 @@ class CoupledSystem(System):
         )
 
 
+def symmetric_off_diagonal(k: Tensor) -> Tensor:
+    """``k``'s upper triangle mirrored below it: exactly symmetric (rounding would break a product
+    that is symmetric only in exact arithmetic), zero diagonal."""
+    upper = k.triu(1)
+    return upper + upper.mT
+
+
 class SharedCoupling(nn.Module):
     """A learned coupling ``K`` ``(H, N, N)`` shared by every sample: symmetric, ``>= 0``, zero
     diagonal, each weighted degree ``sum_y K_xy < scale``.
@@ -200,8 +207,7 @@ class SharedCoupling(nn.Module):
 
     def forward(self) -> Tensor:
         s = 0.5 * self.gain * (self.logits + self.logits.transpose(-1, -2))
-        upper = (torch.sigmoid(s) * (self.scale / (self.sites - 1))).triu(1)
-        return upper + upper.transpose(-1, -2)  # exactly symmetric, zero diagonal
+        return symmetric_off_diagonal(torch.sigmoid(s) * (self.scale / (self.sites - 1)))
 
 
 class PartitionCoupling(nn.Module):
@@ -246,8 +252,7 @@ class PartitionCoupling(nn.Module):
     def forward(self) -> Tensor:
         p = self.labels()
         weight = self.scale / p.sum(1).clamp_min(1.0)  # (H, G)
-        upper = ((p * weight[:, None]) @ p.mT).triu(1)
-        return upper + upper.mT  # exactly symmetric, zero diagonal
+        return symmetric_off_diagonal((p * weight[:, None]) @ p.mT)
 
 
 def laplacian(graph: Tensor) -> Tensor:

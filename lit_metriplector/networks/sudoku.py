@@ -58,6 +58,11 @@ CELLS = 81
 DIGITS = 9
 
 
+def draw(bounds: tuple[int, int]) -> int:
+    """A number of iterations drawn uniformly from the inclusive range ``bounds``."""
+    return int(torch.randint(bounds[0], bounds[1] + 1, ()))
+
+
 def given_graph(graphs: int, scale: float) -> Tensor:
     """The true constraint graph as a coupling ``(H, 81, 81)``: the 20 peers of each cell with
     the weight a learned coupling saturates at, ``scale / 80``, on every head."""
@@ -191,8 +196,7 @@ class SudokuNetwork(nn.Module):
     def num_iterations(self) -> int:
         """Iterations of this forward pass: drawn in training, fixed at eval."""
         if self.training and self.train_iterations is not None:
-            lo, hi = self.train_iterations
-            return int(torch.randint(lo, hi + 1, ()))
+            return draw(self.train_iterations)
         return self.test_iterations or self.iterations
 
     def configure(
@@ -265,9 +269,8 @@ class SudokuNetwork(nn.Module):
         stable = torch.zeros(batch, dtype=torch.long, device=puzzle.device)
         h, latest, digits = recall, None, None
         if self.training and self.detached_iterations is not None:
-            lo, hi = self.detached_iterations
             with torch.no_grad():
-                for _ in range(int(torch.randint(lo, hi + 1, ()))):
+                for _ in range(draw(self.detached_iterations)):
                     h = self._step(h, recall, puzzle, graph, None, None, False)[0]
         logits, reports = [], []
         for _ in range(n):
