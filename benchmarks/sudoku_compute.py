@@ -1,4 +1,4 @@
-"""Sudoku test-time compute: exact boards against milliseconds per puzzle, one thread.
+"""Sudoku test-time compute: exact boards against milliseconds per puzzle, one thread (or a GPU).
 
 Loads a trained checkpoint of ``configs/sudoku.yaml`` (by default the recipe's
 ``runs/sudoku/checkpoints/last.ckpt``; ``--network-arg`` for one trained with other network
@@ -17,6 +17,8 @@ Writes ``docs/benchmarks/sudoku_compute.json``, ``.md`` and ``.png``::
     python benchmarks/sudoku_compute.py                           # about 20 minutes on one core
     python benchmarks/sudoku_compute.py --test-size 20 --depth 8 --breadth-size 10 \\
         --rollouts 2 --name sudoku_compute_smoke                    # a smoke run
+    python benchmarks/sudoku_compute.py --config configs/sudoku_gpu.yaml --device cuda \\
+        --checkpoint runs/sudoku_gpu/checkpoints/last.ckpt --batch-size 16384  # on a GPU
 """
 
 from __future__ import annotations
@@ -66,15 +68,19 @@ def load_sets(opts: argparse.Namespace) -> dict[str, tuple[torch.Tensor, torch.T
 
 
 def run(network, puzzles, solutions, batch_size: int, iterations: int) -> tuple[dict, float]:
-    """Scores after every iteration and the seconds per puzzle of one ``iterations`` pass."""
+    """Scores after every iteration and the seconds per puzzle of one ``iterations`` pass (on
+    the network's device)."""
+    device = next(network.parameters()).device
     logits, seconds = [], 0.0
     with torch.no_grad():
         for start in range(0, len(puzzles), batch_size):
-            batch = puzzles[start : start + batch_size].long()
+            batch = puzzles[start : start + batch_size].long().to(device)
             began = time.perf_counter()
             out, _ = network.iterate(batch, iterations)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             seconds += time.perf_counter() - began
-            logits.append(out)
+            logits.append(out.cpu())
     scores = iteration_scores(torch.cat(logits), puzzles, solutions)
     return {k: v.tolist() for k, v in scores.items()}, seconds / len(puzzles)
 
@@ -122,7 +128,7 @@ def measure(network, sets, opts) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, where: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,7 +158,7 @@ def plot(rows: list[dict], path: Path) -> None:
                     textcoords="offset points",
                 )
     ax.set_xscale("log")
-    ax.set_xlabel("milliseconds per puzzle (one thread)")
+    ax.set_xlabel(f"milliseconds per puzzle ({where})")
     ax.set_ylabel("exact boards (%)")
     ax.set_title("depth (dots), halting (open squares), rollouts (triangles)")
     ax.grid(alpha=0.3)
@@ -161,12 +167,19 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def where(report: dict) -> str:
+    """What the times were measured on: one CPU thread or the GPU."""
+    device = report.get("device", "cpu")
+    return "one thread" if device == "cpu" else report["machine"]["gpu"]
+
+
 def markdown(report: dict, name: str) -> str:
     lines = [
         "# Sudoku: exact boards against test-time compute",
         "",
         f"{run_line(report)}. Checkpoint `{report['checkpoint']}` (trained for "
-        f"{report['trained_steps']:,} steps); batches of {report['batch_size']} on one thread. "
+        f"{report['trained_steps']:,} steps); batches of {report['batch_size']} boards on "
+        f"{where(report)}. "
         "Exact: the last iteration's digits, givens kept, equal to the solution.",
         "",
         f"![exact boards against milliseconds per puzzle]({name}.png)",
@@ -214,12 +227,14 @@ def main() -> None:
     parser.add_argument("--noise", type=float, help="initial-field noise of extra rollouts")
     parser.add_argument("--only-breadth", action="store_true", help="skip depth and halting")
     parser.add_argument("--also", type=Path, help="an earlier report's JSON to include")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256, help="boards per batch")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "data_cache" / "sudoku")
     parser.add_argument("--name", default="sudoku_compute")
     opts = parser.parse_args()
     torch.set_num_threads(1)
     network, checkpoint = load_network(opts.checkpoint, opts.config, opts.network_arg)
+    network.to(opts.device)
     if opts.noise is not None:
         network.noise = opts.noise
     rows = measure(network, load_sets(opts), opts)
@@ -234,10 +249,11 @@ def main() -> None:
         "checkpoint": str(opts.checkpoint),
         "trained_steps": checkpoint["global_step"],
         "batch_size": opts.batch_size,
+        "device": opts.device,
         "rows": rows,
         "earlier_commands": report_commands,
     }
-    plot(rows, DOCS / f"{opts.name}.png")
+    plot(rows, DOCS / f"{opts.name}.png", where(report))
     write_results(opts.name, report, markdown(report, opts.name))
 
 

@@ -298,6 +298,25 @@ def test_breadth_never_reads_the_rules(monkeypatch):
         assert torch.equal(breadth.iterate(p, 3)[0], expected)
 
 
+def test_compiled_step_gives_the_eager_logits_and_gradients():
+    """``compile`` compiles one iteration: the same logits and gradients as the eager network
+    over a drawn depth, and halting (a batch that shrinks) still runs."""
+    torch.manual_seed(0)
+    eager = small_net().double()
+    fused = small_net().double()
+    fused.load_state_dict(eager.state_dict())
+    fused.compile()
+    p, _ = puzzles(3)
+    for net in (eager, fused):
+        torch.manual_seed(1)  # the same drawn depth
+        net(p)[0].square().mean().backward()
+    assert torch.allclose(fused.eval()(p)[0], eager.eval()(p)[0], atol=1e-10)
+    for (name, a), b in zip(eager.named_parameters(), fused.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-8, atol=1e-12), name
+    fused.halt = eager.halt = 1
+    assert torch.allclose(fused.iterate(p, 6)[0], eager.iterate(p, 6)[0], atol=1e-10)
+
+
 def test_network_shapes_and_iterations():
     torch.manual_seed(0)  # the drift bound below holds for typical weights, not for any
     net = small_net().eval()
