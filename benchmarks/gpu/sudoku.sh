@@ -17,6 +17,7 @@
 #   DEVICE=cpu BATCH=16 STEPS=60 TIMED_STEPS=2 EVAL=smoke OUT=/tmp/gpu_smoke bash benchmarks/gpu/sudoku.sh
 set -uo pipefail
 TRAIN_END=${TRAIN_END:-400}   # seconds into the run by which training must end
+EVAL_END=${EVAL_END:-570}     # and testing (cut there, keeping the rows so far)
 DEVICE=${DEVICE:-cuda}
 EVAL=${EVAL:-full}
 OUT=${OUT:-runs/gpu_sudoku}
@@ -69,7 +70,7 @@ if [ "$EVAL" = smoke ]; then
 else
   KNOBS=(--depth 64 --rollouts 16 64 --breadth-depth 64 --breadth-size 1000)
 fi
-$PY benchmarks/sudoku_compute.py --config "$CONFIG" --checkpoint "$CKPT" --device "$DEVICE" \
+timeout $(( EVAL_END - $(elapsed) )) $PY benchmarks/sudoku_compute.py --config "$CONFIG" --checkpoint "$CKPT" --device "$DEVICE" \
     --batch-size 16384 --halt 4 "${KNOBS[@]}" --sets 22-25:hard 22-25:minimal 30 36 \
     --breadth-sets 22-25:hard 22-25:minimal 30 36 --name sudoku_compute_gpu \
     > "$OUT/compute.log" 2>&1 || say "sudoku_compute failed: see compute.log"
