@@ -19,7 +19,12 @@ from lit_metriplector.core import (
 )
 from lit_metriplector.core.coupling import couple, laplacian
 from lit_metriplector.datamodules import SudokuDataModule
-from lit_metriplector.datamodules.sudoku import AugmentationSampler, parse_set, set_name
+from lit_metriplector.datamodules.sudoku import (
+    AugmentationSampler,
+    AugmentedSudoku,
+    parse_set,
+    set_name,
+)
 from lit_metriplector.datasets.sudoku import generate, is_valid_solution, peers
 from lit_metriplector.errors import ConfigError
 from lit_metriplector.metrics import BoardExact, BoardValid, CellAccuracy
@@ -508,6 +513,28 @@ def test_datamodule_sets_names_and_augmentation(tmp_path):
     # resuming mid-epoch continues the same keys
     resumed = AugmentationSampler(dm.train_set, seed=0, resume=(0, 3))
     assert list(resumed) == keys[3:]
+
+
+def test_curriculum_draws_each_set_from_its_epoch():
+    """``train_from_epoch``: an epoch draws only the sets started by then, each of their puzzles
+    equally often (to one), keeps its length, and resumes mid-epoch with the same keys."""
+    p, s = puzzles(10)
+    first = np.array([0] * 4 + [1] * 3 + [3] * 3)  # three sets entering at epochs 0, 1 and 3
+    data = AugmentedSudoku(p.numpy(), s.numpy(), 0, first, relabel=True)
+    sampler = AugmentationSampler(data, seed=0)
+    for epoch, pool in ((0, range(4)), (1, range(7)), (2, range(7)), (3, range(10))):
+        sampler.set_epoch(epoch)
+        keys = list(sampler)
+        drawn = np.bincount([k % 10 for k in keys], minlength=10)
+        assert len(keys) == 10 and set(np.flatnonzero(drawn)) == set(pool)
+        assert drawn[list(pool)].max() - drawn[list(pool)].min() <= 1
+    sampler.set_epoch(1)
+    resumed = AugmentationSampler(data, seed=0, resume=(1, 4))
+    assert list(resumed) == list(sampler)[4:]
+    with pytest.raises(ConfigError, match="train_from_epoch"):
+        SudokuDataModule(train_sets=["22-44", "22-25:hard"], train_from_epoch=[1, 2])
+    with pytest.raises(ConfigError, match="train_from_epoch"):
+        SudokuDataModule(train_sets=["22-44"], train_from_epoch=[0, 2])
 
 
 # -----------------------------------------------------------------------------

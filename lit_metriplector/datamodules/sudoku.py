@@ -79,16 +79,32 @@ class AugmentedSudoku(Dataset):
     Args:
         puzzles, solutions: ``(N, 81)`` boards.
         seed: seed of the transforms.
+        first_epoch: ``(N,)`` the epoch from which each puzzle is drawn (a curriculum; ``None``:
+            every puzzle from the start).
         transforms: keyword switches of ``datasets.sudoku.augment`` (``relabel``, ...).
     """
 
-    def __init__(self, puzzles, solutions, seed: int = 0, **transforms: bool) -> None:
+    def __init__(
+        self,
+        puzzles,
+        solutions,
+        seed: int = 0,
+        first_epoch: np.ndarray | None = None,
+        **transforms: bool,
+    ) -> None:
         self.data = SudokuDataset(puzzles, solutions)
         self.seed = seed
+        self.first_epoch = first_epoch
         self.transforms = transforms
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def pool(self, epoch: int) -> np.ndarray | None:
+        """Indices of the puzzles drawn in ``epoch`` (``None``: all of them)."""
+        if self.first_epoch is None or (self.first_epoch <= epoch).all():
+            return None
+        return np.flatnonzero(self.first_epoch <= epoch)
 
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         stream, index = divmod(int(key), len(self.data))
@@ -106,7 +122,15 @@ class AugmentedSudoku(Dataset):
 class AugmentationSampler(PermutationSampler):
     """A ``PermutationSampler`` whose items also name their transform: it yields
     ``(epoch * total_size + position) * len(dataset) + index``, so every draw of a puzzle is
-    transformed differently, and a resumed run transforms exactly as an uninterrupted one."""
+    transformed differently, and a resumed run transforms exactly as an uninterrupted one. In an
+    epoch whose ``AugmentedSudoku.pool`` leaves puzzles out (a curriculum), the epoch keeps its
+    length: a permutation of the positions maps onto the pool, each pooled puzzle drawn equally
+    often (to one)."""
+
+    def draw_epoch(self, rng: np.random.Generator, epoch: int) -> np.ndarray:
+        order = self.draw(rng)
+        pool = self.dataset.pool(epoch)
+        return order if pool is None else pool[order % len(pool)]
 
     def __iter__(self) -> Iterator[int]:
         # The parent's loop, with the key in place of the index.
@@ -116,7 +140,8 @@ class AugmentationSampler(PermutationSampler):
         for i in range(first + self.rank, self.total_size, self.num_replicas):
             if i // size != block_index:
                 block_index = i // size
-                block = self.draw(np.random.default_rng((self.seed, epoch, block_index)))
+                rng = np.random.default_rng((self.seed, epoch, block_index))
+                block = self.draw_epoch(rng, epoch)
             yield (epoch * self.total_size + i) * n + int(block[i % size])
 
 
@@ -136,6 +161,10 @@ class SudokuDataModule(ResumableDataModule):
         train_sets: the training puzzles as generated sets, written as ``test_sets`` (e.g.
             ``["22-44", "22-25:minimal", "22-25:hard"]``), ``train_size`` split evenly among
             them and shuffled together: hard puzzles in training without a hand-made rule.
+        train_from_epoch: a curriculum over ``train_sets``: the epoch from which each set is
+            drawn (e.g. ``[0, 2, 4]``: minimal puzzles from the third epoch, hard ones from the
+            fifth; at least one 0). An epoch keeps its length, drawing its sets' puzzles more
+            often. ``None``: every set from the start.
         val_size: validation puzzles.
         val_givens: inclusive range of givens of the validation puzzles.
         test_sets: generated test sets, one loader each, by difficulty (a plain number of
@@ -168,6 +197,7 @@ class SudokuDataModule(ResumableDataModule):
         train_size: int = 20000,
         train_givens: tuple[int, int] = (22, 44),
         train_sets: list[str | int] | None = None,
+        train_from_epoch: list[int] | None = None,
         val_size: int = 500,
         val_givens: tuple[int, int] = (22, 44),
         test_sets: list[str | int] = ("36", "30", "22-25:minimal"),
@@ -204,6 +234,13 @@ class SudokuDataModule(ResumableDataModule):
                 raise ConfigError(f"{name}={tuple(givens)}: need 17 <= low <= high <= 81")
         if train_sets is not None and not 1 <= len(train_sets) <= train_size:
             raise ConfigError(f"train_sets needs 1 to train_size={train_size} sets")
+        if train_from_epoch is not None and (
+            len(train_from_epoch) != len(train_sets or []) or min(train_from_epoch) != 0
+        ):
+            raise ConfigError(
+                f"train_from_epoch={train_from_epoch}: needs one epoch >= 0 per train_sets "
+                f"entry ({train_sets}), at least one of them 0"
+            )
         for spec in [*(train_sets or []), *test_sets, predict_set]:
             parse_set(spec)
         for file in [*(test_files or []), *(predict_files or [])]:
@@ -279,9 +316,16 @@ class SudokuDataModule(ResumableDataModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         if stage == "fit":
-            sets = [self._arrays(*split) for split in self._train_splits()]
+            splits = self._train_splits()
+            sets = [self._arrays(*split) for split in splits]
             puzzles, solutions = (np.concatenate(arrays) for arrays in zip(*sets, strict=True))
-            self.train_set = AugmentedSudoku(puzzles, solutions, hp.seed, **self.transforms)
+            first_epoch = None
+            if hp.train_from_epoch is not None:
+                sizes = [split[3] for split in splits]
+                first_epoch = np.repeat(hp.train_from_epoch, sizes)
+            self.train_set = AugmentedSudoku(
+                puzzles, solutions, hp.seed, first_epoch, **self.transforms
+            )
         if stage in ("fit", "validate"):
             self.val_set = self._generated("val")[0]
         if stage == "test":
