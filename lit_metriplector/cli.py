@@ -432,7 +432,9 @@ def build_from_config(
         overrides: command-line arguments after it, e.g. ``--trainer.max_steps=100`` (the
             schedule follows it) or ``--model.init_args.network.init_args.steps=4``.
     """
-    cli = build_cli(["--config", str(path), *overrides], run=False)
+    with warnings.catch_warnings():  # the calling script's own command line is not for the CLI
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = build_cli(["--config", str(path), *overrides], run=False)
     return cli.model, cli.datamodule
 
 
