@@ -9,6 +9,8 @@ checkpoint, ``<name>_<NAME>.png`` (each head's coupling, then their maximum)::
 
     python benchmarks/sudoku_coupling.py learned=runs/sudoku/checkpoints/last.ckpt \\
         partition=/path/to/partition/last.ckpt --partition partition
+    python benchmarks/sudoku_coupling.py three=/path/to/last.ckpt --partition three \\
+        --network-arg three:graphs=3 --network-arg three:fields=33   # other network arguments
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ def main() -> None:
     )
     parser.add_argument("checkpoints", nargs="+", metavar="NAME=PATH")
     parser.add_argument("--partition", nargs="*", default=[], metavar="NAME")
+    parser.add_argument(
+        "--network-arg",
+        action="append",
+        default=[],
+        metavar="NAME:ARG=VALUE",
+        help="a network argument checkpoint NAME was trained with, e.g. three:graphs=3",
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "sudoku.yaml")
     parser.add_argument("--name", default="sudoku_coupling")
     opts = parser.parse_args()
@@ -98,6 +107,7 @@ def main() -> None:
     for item in opts.checkpoints:
         name, path = item.split("=", 1)
         args = ["graph=partition"] if name in opts.partition else []
+        args += [a.split(":", 1)[1] for a in opts.network_arg if a.split(":", 1)[0] == name]
         network, _ = load_network(Path(path), opts.config, args)
         result, coupling = analyse(network)
         report["checkpoints"][name] = result

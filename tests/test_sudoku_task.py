@@ -153,6 +153,45 @@ def test_partition_units_names_the_groups_that_are_units():
     assert partition_units(labels[:1], torch.from_numpy(UNITS), names)[0][0] is None
 
 
+def test_head_heterogeneity_is_zero_for_pure_kinds_and_not_for_mixed_heads():
+    """Heads of rows, columns and boxes meet each other alike (0); heads that swap columns and
+    boxes stack by stack, as trained heads did, do not. The penalty trains the labels."""
+    from lit_metriplector.core.coupling import head_heterogeneity
+    from lit_metriplector.datasets.sudoku.structure import UNITS
+
+    def head(units):
+        p = torch.zeros(81, 9, dtype=F64)
+        for group, unit in enumerate(units):
+            p[torch.from_numpy(UNITS[unit]), group] = 1
+        return p
+
+    rows, columns, boxes = range(9), range(9, 18), range(18, 27)
+
+    def stack(kind, s):  # the three columns or boxes of stack s
+        return (
+            [9 + 3 * s + i for i in range(3)]
+            if kind == "columns"
+            else [18 + s + 3 * b for b in range(3)]
+        )
+
+    pure = torch.stack([head(rows), head(columns), head(boxes)])
+    mixed = torch.stack(
+        [
+            head(rows),
+            head(stack("columns", 0) + stack("boxes", 1) + stack("columns", 2)),
+            head(stack("boxes", 0) + stack("columns", 1) + stack("boxes", 2)),
+        ]
+    )
+    assert float(head_heterogeneity(pure)) < 1e-12
+    assert float(head_heterogeneity(mixed)) > 0.01
+    net = small_net(graph="partition", graphs=2, homogeneity=10.0)
+    assert float(small_net().penalty()) == 0.0
+    net.penalty().backward()
+    assert net.coupling.logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="homogeneity"):
+        small_net(homogeneity=1.0)  # the learned full graph has no partition heads
+
+
 def test_partition_graph_trains_and_sees_no_structure(monkeypatch):
     import lit_metriplector.datasets.sudoku.structure as structure
 

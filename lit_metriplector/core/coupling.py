@@ -254,6 +254,28 @@ class PartitionCoupling(nn.Module):
         weight = self.scale / p.sum(1).clamp_min(1.0)  # (H, G)
         return symmetric_off_diagonal((p * weight[:, None]) @ p.mT)
 
+    def heterogeneity(self) -> Tensor:
+        """How unalike the groups of a head meet the groups of another: ``head_heterogeneity``
+        of the labels."""
+        return head_heterogeneity(self.labels())
+
+
+def head_heterogeneity(p: Tensor) -> Tensor:
+    """For soft partitions ``p`` ``(H, N, G)``: the sum over ordered pairs of heads ``a != b`` of
+    the variance, over the groups ``g`` of ``a`` weighted by their sizes ``n_g``, of each group's
+    purity against ``b``, ``sum_h (P_a^T P_b)[g, h]^2 / n_g^2`` (1 when ``g`` lies in one group
+    of ``b``, ``1/k`` when spread evenly over ``k``). Zero when every group of a head meets
+    every other head alike, as a head of rows meets a head of columns (each row one cell of each
+    column); a head that mixes kinds (some columns, some boxes) meets a head of rows unalike. A
+    generic prior: it reads nothing of any board's geometry."""
+    sizes = p.sum(1)  # (H, G)
+    overlap = torch.einsum("ang,bnh->abgh", p, p)  # (H, H, G, G) group intersections
+    purity = overlap.square().sum(-1) / sizes[:, None].square().clamp_min(1e-6)  # (H, H, G)
+    weight = sizes / sizes.sum(-1, keepdim=True)  # (H, G)
+    mean = (weight[:, None] * purity).sum(-1, keepdim=True)
+    spread = (weight[:, None] * (purity - mean).square()).sum(-1)  # (H, H)
+    return spread.sum() - spread.diagonal().sum()
+
 
 def laplacian(graph: Tensor) -> Tensor:
     """The graph Laplacians ``diag(K 1) - K`` ``(..., N, N)`` of couplings ``(..., N, N)``:

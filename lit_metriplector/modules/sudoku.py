@@ -53,7 +53,8 @@ class SudokuTask(MetriplectorTask):
 
     The network maps puzzles ``(B, 81)`` to the logits of every iteration ``(B, T, 81, 9)``
     (``SudokuNetwork``, ``RecurrentRelationalNetwork``); the loss is the cross-entropy on the
-    blanks at every iteration, the metrics score the last iteration: ``cell_accuracy`` (blanks
+    blanks at every iteration (plus the network's ``penalty()``, if it has one), the metrics
+    score the last iteration: ``cell_accuracy`` (blanks
     right), ``exact`` (boards equal to the solution) and ``valid`` (complete boards keeping the
     givens with every row, column and box a permutation of 1..9).
 
@@ -73,7 +74,9 @@ class SudokuTask(MetriplectorTask):
         return batch["input"], sudoku_target(batch["input"], batch["target"])
 
     def compute_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return blank_cross_entropy(output, target)
+        loss = blank_cross_entropy(output, target)
+        penalty = getattr(self.network, "penalty", None)  # networks with a prior of their own
+        return loss if penalty is None else loss + penalty()
 
     def predict_step(
         self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0

@@ -91,6 +91,10 @@ class SudokuNetwork(nn.Module):
             (each head a learned partition of the cells into at most ``groups`` cliques; rows,
             columns and boxes are never given either) or ``"given"`` (the true graph).
         groups: labels per head of the ``"partition"`` graph.
+        homogeneity: weight of the ``"partition"`` heads' heterogeneity in the loss
+            (``core.coupling.head_heterogeneity``: a head whose groups meet another head's
+            groups unalike, as one mixing columns and boxes does, costs more; no board geometry
+            is read). 0: off.
         integrator: ``"strang"`` (structure preserving) or ``"euler"``.
         dt: initial time step (learned, below the stability bound).
         coupling_scale: bound of each site's weighted degree in ``K``.
@@ -120,6 +124,7 @@ class SudokuNetwork(nn.Module):
         test_iterations: int | None = None,
         graph: Literal["learned", "partition", "given"] = "learned",
         groups: int = 9,
+        homogeneity: float = 0.0,
         integrator: Literal["strang", "euler"] = "strang",
         dt: float = 0.4,
         coupling_scale: float = 4.0,
@@ -149,6 +154,9 @@ class SudokuNetwork(nn.Module):
             raise ValueError("steps, iterations and test_iterations must be >= 1")
         if graph not in ("learned", "partition", "given"):
             raise ValueError(f"graph must be 'learned', 'partition' or 'given', got {graph!r}")
+        if homogeneity < 0 or (homogeneity and graph != "partition"):
+            raise ValueError(f"homogeneity={homogeneity} needs >= 0 and graph='partition'")
+        self.homogeneity = homogeneity
         self.fields, self.graphs, self.steps = fields, graphs, steps
         self.iterations, self.test_iterations = iterations, test_iterations
         self.train_iterations = None if train_iterations is None else tuple(train_iterations)
@@ -192,6 +200,13 @@ class SudokuNetwork(nn.Module):
     def coupling_matrix(self) -> Tensor:
         """The coupling ``K`` ``(H, 81, 81)`` the dynamics uses (learned or given)."""
         return self.coupling() if self.coupling is not None else self.fixed_graph
+
+    def penalty(self) -> Tensor:
+        """What the loss adds for the network itself: the weighted heterogeneity of partition
+        heads (0 when ``homogeneity`` is off)."""
+        if not self.homogeneity:
+            return self.embed.weight.new_zeros(())
+        return self.homogeneity * self.coupling.heterogeneity()
 
     def num_iterations(self) -> int:
         """Iterations of this forward pass: drawn in training, fixed at eval."""
