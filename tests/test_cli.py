@@ -245,8 +245,13 @@ def test_a_config_without_the_schedules_length_trains_over_max_steps(tmp_path, m
     assert scheduler.optimizer.param_groups[0]["max_lr"] == 0.004  # the peak: the optimizer's lr
 
 
+COSINE = "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR"
+
+
 def test_a_cosine_schedule_lasts_max_steps():
-    task, _ = build_from_config(ROOT / "configs" / "sudoku_gpu.yaml", "--trainer.max_steps=40")
+    task, _ = build_from_config(
+        ROOT / "configs" / "sudoku_gpu.yaml", "--trainer.max_steps=40", COSINE
+    )
     optimizer = task.optimizer([torch.nn.Parameter(torch.zeros(1))])
     assert task.lr_scheduler(optimizer).T_max == 40
 
@@ -262,8 +267,8 @@ def test_a_cosine_schedule_lasts_max_steps():
         ),
         (
             "sudoku_gpu",
-            "--model.init_args.lr_scheduler.T_max=10",
-            "lr_scheduler T_max=10 but trainer.max_steps=60000: leave T_max out",
+            [COSINE, "--model.init_args.lr_scheduler.T_max=10"],
+            "lr_scheduler T_max=10 but trainer.max_steps=6000: leave T_max out",
         ),
         (
             "lm",
@@ -281,7 +286,8 @@ def test_a_cosine_schedule_lasts_max_steps():
 )
 def test_a_schedule_value_the_run_contradicts_is_one_line(config, stated, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), stated])
+        args = [stated] if isinstance(stated, str) else stated
+        main(["fit", "--config", str(ROOT / "configs" / f"{config}.yaml"), *args])
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"lit-metriplector: error: {message}")
