@@ -9,6 +9,8 @@ import platform
 import re
 import shlex
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,6 +36,15 @@ def machine() -> dict[str, str]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def seconds(work: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of ``work()``, waiting for a GPU to finish what it queued."""
+    start = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
 
 
 def now() -> str:

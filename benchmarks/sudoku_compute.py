@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
-from common import DOCS, ROOT, provenance, run_line, write_results
+from common import DOCS, ROOT, provenance, run_line, seconds, write_results
 
 from lit_metriplector.cli import build_from_config
 from lit_metriplector.datamodules import SudokuDataModule
@@ -71,18 +70,15 @@ def run(network, puzzles, solutions, batch_size: int, iterations: int) -> tuple[
     """Scores after every iteration and the seconds per puzzle of one ``iterations`` pass (on
     the network's device)."""
     device = next(network.parameters()).device
-    logits, seconds = [], 0.0
+    logits, spent = [], 0.0
     with torch.no_grad():
         for start in range(0, len(puzzles), batch_size):
             batch = puzzles[start : start + batch_size].long().to(device)
-            began = time.perf_counter()
-            out, _ = network.iterate(batch, iterations)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds += time.perf_counter() - began
-            logits.append(out.cpu())
-    scores = iteration_scores(torch.cat(logits), puzzles, solutions)
-    return {k: v.tolist() for k, v in scores.items()}, seconds / len(puzzles)
+            spent += seconds(
+                lambda b=batch: logits.append(network.iterate(b, iterations)[0]), device
+            )
+    scores = iteration_scores(torch.cat(logits).cpu(), puzzles, solutions)
+    return {k: v.tolist() for k, v in scores.items()}, spent / len(puzzles)
 
 
 def measure(network, sets, opts) -> list[dict]:

@@ -15,40 +15,32 @@ compiled if the config says ``compile: true``. Writes ``docs/benchmarks/<name>.j
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import ROOT, provenance, run_line, write_results
+from common import ROOT, provenance, run_line, seconds, write_results
 
 from lit_metriplector.cli import build_from_config
 from lit_metriplector.datasets.sudoku import generate
 from lit_metriplector.modules.sudoku import blank_cross_entropy
 
 
-def best_time(work: Callable[[], None], device: torch.device, seconds: float) -> float:
-    """The best of repeated timings of ``work`` for at least ``seconds`` (after a warm-up)."""
-
-    def timed() -> float:
-        start = time.perf_counter()
-        work()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    timed()
+def best_time(work: Callable[[], object], device: torch.device, budget: float) -> float:
+    """The best of repeated timings of ``work`` for at least ``budget`` seconds (after a
+    warm-up)."""
+    seconds(work, device)
     best, spent = float("inf"), 0.0
-    while spent < seconds:
-        took = timed()
+    while spent < budget:
+        took = seconds(work, device)
         best, spent = min(best, took), spent + took
     return best
 
 
-def rate(network: torch.nn.Module, puzzles: torch.Tensor, iterations: int, seconds: float) -> dict:
+def rate(network: torch.nn.Module, puzzles: torch.Tensor, iterations: int, budget: float) -> dict:
     """Puzzles x iterations per second of ``iterate`` at eval."""
     with torch.no_grad():
-        best = best_time(lambda: network.iterate(puzzles, iterations), puzzles.device, seconds)
+        best = best_time(lambda: network.iterate(puzzles, iterations), puzzles.device, budget)
     return {
         "batch": len(puzzles),
         "iterations": iterations,
@@ -71,14 +63,9 @@ def train_step_seconds(task, puzzles: torch.Tensor, solutions: torch.Tensor, ste
         optimizer.step()
 
     for _ in range(2):
-        best_time(step, puzzles.device, 0)
+        seconds(step, puzzles.device)
     torch.manual_seed(0)  # the same depths every run
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if puzzles.device.type == "cuda":
-        torch.cuda.synchronize(puzzles.device)
-    return (time.perf_counter() - start) / steps
+    return seconds(lambda: [step() for _ in range(steps)], puzzles.device) / steps
 
 
 def markdown(report: dict) -> str:
@@ -147,8 +134,7 @@ def main() -> None:
         ],
     }
     if opts.train_batch:
-        if task.hparams.compile:
-            network.compile()
+        task.configure_model()  # compiles the network if the config says so, as a fit does
         batch = slice(0, opts.train_batch)
         seconds = train_step_seconds(task, puzzles[batch], solutions[batch], opts.train_steps)
         report["train"] = {
